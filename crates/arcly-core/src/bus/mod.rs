@@ -1,0 +1,462 @@
+//! The pub/sub bus: one publisher's frames fanned out to any number of
+//! subscribers.
+//!
+//! [`stream`] makes a stream's two ends: the [`StreamPublisher`] (one, owned
+//! by the ingest session) and the [`StreamHandle`] (cheap to clone; players
+//! call [`StreamHandle::subscribe`]).
+//!
+//! Guarantees:
+//! - **Zero payload copies.** Frames are `Arc<MediaFrame>`; a delivery is one
+//!   reference-count increment.
+//! - **Instant start.** A subscriber joining late gets the configuration
+//!   (metadata, parameter sets, AudioSpecificConfig) in force at the latest
+//!   keyframe, that keyframe, every frame since, then live frames. The join
+//!   happens under the same lock as publishing, so nothing falls between the
+//!   cached GOP and live.
+//! - **Bounded lag.** Frames live in one buffer bounded in frames and bytes.
+//!   A subscriber more than the lag limit behind, or whose next frame was
+//!   dropped from the buffer, skips to the latest keyframe (or waits for the
+//!   next) and the skip is counted; after too many skips in a row it is
+//!   evicted. Publishing never waits for a subscriber and a stalled one holds
+//!   no memory beyond the shared buffer.
+//! - **Batches.** [`Subscriber::recv_batch`] returns everything available in
+//!   one call, so a player can wake once per batch window.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! use arcly_core::bus::{self, BusConfig};
+//! use arcly_core::frame::{CodecId, FrameFlags, MediaFrame};
+//! use bytes::Bytes;
+//!
+//! let (publisher, handle) = bus::stream("live/demo".parse().unwrap(), BusConfig::default(), None);
+//! publisher.publish(MediaFrame::new(CodecId::H264, Bytes::from_static(b"idr")).with_flags(FrameFlags::KEYFRAME));
+//! publisher.publish(MediaFrame::new(CodecId::H264, Bytes::from_static(b"p")));
+//!
+//! // A late joiner starts at the keyframe.
+//! let mut sub = handle.subscribe();
+//! let mut batch = Vec::new();
+//! sub.recv_batch(&mut batch, 64).await.unwrap();
+//! assert_eq!(batch.len(), 2);
+//! assert!(batch[0].is_keyframe());
+//! # });
+//! ```
+
+mod events;
+mod qos;
+mod ring;
+
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use tokio::sync::Notify;
+
+pub use events::{EventBus, StreamEvent, SubscriberId};
+pub use qos::StreamQos;
+pub use ring::SharedFrame;
+
+use crate::frame::{CodecId, FrameType, MediaFrame};
+use crate::identity::StreamId;
+use ring::{Cursor, DrainOutcome, Ring};
+
+/// Bounds of a stream's buffer and of its subscribers' lag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BusConfig {
+    /// Most frames a late joiner may be replayed (the GOP cache); 0 disables
+    /// the cache and joiners wait for the next keyframe.
+    pub gop_cache_frames: usize,
+    /// Most payload bytes a late joiner may be replayed.
+    pub gop_cache_bytes: usize,
+    /// Most frames a subscriber may be behind the head before it skips. It is
+    /// raised to `gop_cache_frames` if lower, so a joiner does not skip at once.
+    pub lag_limit_frames: usize,
+    /// Most payload bytes the buffer holds for lagging subscribers.
+    pub lag_limit_bytes: usize,
+    /// Skips in a row (without catching up in between) before eviction.
+    pub max_consecutive_skips: u32,
+}
+
+impl Default for BusConfig {
+    /// A GOP cache of 600 frames or 32 MiB (10 s of 30 fps video with audio
+    /// fits), a lag limit of 600 frames or 32 MiB, eviction after 8 skips.
+    fn default() -> Self {
+        Self {
+            gop_cache_frames: 600,
+            gop_cache_bytes: 32 << 20,
+            lag_limit_frames: 600,
+            lag_limit_bytes: 32 << 20,
+            max_consecutive_skips: 8,
+        }
+    }
+}
+
+impl BusConfig {
+    fn normalized(mut self) -> Self {
+        self.lag_limit_frames = self.lag_limit_frames.max(self.gop_cache_frames).max(1);
+        self
+    }
+}
+
+/// Why a subscriber gets no more frames.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecvError {
+    /// The stream ended and every frame was delivered.
+    #[error("stream ended: {0}")]
+    Closed(String),
+    /// The subscriber fell behind too often and was removed.
+    #[error("evicted: {0}")]
+    Evicted(String),
+}
+
+/// Counters shared by the publisher, the handles and the subscribers.
+#[derive(Debug, Default)]
+struct Counters {
+    frames_in: AtomicU64,
+    bytes_in: AtomicU64,
+    subscribers: AtomicUsize,
+    skips: AtomicU64,
+    skipped_frames: AtomicU64,
+    evictions: AtomicU64,
+    next_subscriber: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    id: StreamId,
+    config: BusConfig,
+    ring: RwLock<Ring>,
+    notify: Notify,
+    closed: AtomicBool,
+    close_reason: std::sync::Mutex<Option<String>>,
+    counters: Counters,
+    events: Option<EventBus>,
+}
+
+impl Shared {
+    // A panic while holding the lock cannot leave the ring inconsistent in a
+    // way that matters more than losing the stream, so poisoning is ignored.
+    fn read(&self) -> RwLockReadGuard<'_, Ring> {
+        self.ring.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Ring> {
+        self.ring.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn emit(&self, event: impl FnOnce() -> StreamEvent) {
+        if let Some(bus) = &self.events {
+            bus.emit(event());
+        }
+    }
+
+    fn close(&self, reason: &str) {
+        {
+            let mut ring = self.write();
+            if ring.closed {
+                return;
+            }
+            ring.closed = true;
+            *self.close_reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_owned());
+        }
+        self.closed.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    fn close_reason(&self) -> String {
+        self.close_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_default()
+    }
+}
+
+/// Makes a stream: its publisher end and a handle for subscribing.
+/// `events`, when given, receives subscriber events.
+pub fn stream(
+    id: StreamId,
+    config: BusConfig,
+    events: Option<EventBus>,
+) -> (StreamPublisher, StreamHandle) {
+    let config = config.normalized();
+    let shared = Arc::new(Shared {
+        id,
+        ring: RwLock::new(Ring::new(&config)),
+        config,
+        notify: Notify::new(),
+        closed: AtomicBool::new(false),
+        close_reason: std::sync::Mutex::new(None),
+        counters: Counters::default(),
+        events,
+    });
+    (
+        StreamPublisher {
+            shared: shared.clone(),
+        },
+        StreamHandle { shared },
+    )
+}
+
+/// The publishing end of a stream. Dropping it ends the stream.
+#[derive(Debug)]
+pub struct StreamPublisher {
+    shared: Arc<Shared>,
+}
+
+impl StreamPublisher {
+    /// Publishes a frame to every subscriber. Never waits for subscribers.
+    /// Returns `false` (and drops the frame) if the stream was closed.
+    pub fn publish(&self, frame: MediaFrame) -> bool {
+        self.publish_shared(Arc::new(frame))
+    }
+
+    /// Publishes a frame that is already shared.
+    pub fn publish_shared(&self, frame: SharedFrame) -> bool {
+        let len = frame.payload.len() as u64;
+        {
+            let mut ring = self.shared.write();
+            if ring.closed {
+                return false;
+            }
+            ring.push(frame);
+        }
+        let c = &self.shared.counters;
+        c.frames_in.fetch_add(1, Ordering::Relaxed);
+        c.bytes_in.fetch_add(len, Ordering::Relaxed);
+        self.shared.notify.notify_waiters();
+        true
+    }
+
+    /// A handle to this stream.
+    pub fn handle(&self) -> StreamHandle {
+        StreamHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Ends the stream: subscribers receive what is buffered, then
+    /// [`RecvError::Closed`] with `reason`.
+    pub fn close(&self, reason: &str) {
+        self.shared.close(reason);
+    }
+}
+
+impl Drop for StreamPublisher {
+    fn drop(&mut self) {
+        self.shared.close("publisher left");
+    }
+}
+
+/// A shared handle to a stream: subscribe, read QoS, close.
+#[derive(Clone, Debug)]
+pub struct StreamHandle {
+    shared: Arc<Shared>,
+}
+
+impl StreamHandle {
+    /// The stream's identity.
+    pub fn id(&self) -> &StreamId {
+        &self.shared.id
+    }
+
+    /// The stream's buffer bounds.
+    pub fn config(&self) -> &BusConfig {
+        &self.shared.config
+    }
+
+    /// A new subscriber, positioned for an instant start (see the module
+    /// documentation).
+    pub fn subscribe(&self) -> Subscriber {
+        let cursor = self.shared.read().join(&self.shared.config);
+        let c = &self.shared.counters;
+        let id = c.next_subscriber.fetch_add(1, Ordering::Relaxed);
+        c.subscribers.fetch_add(1, Ordering::Relaxed);
+        self.shared.emit(|| StreamEvent::SubscriberJoined {
+            stream: self.shared.id.clone(),
+            subscriber: id,
+        });
+        Subscriber {
+            shared: self.shared.clone(),
+            cursor,
+            id,
+            evicted: false,
+        }
+    }
+
+    /// True once the stream was closed.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// Ends the stream (for example when the engine shuts down or reaps it).
+    pub fn close(&self, reason: &str) {
+        self.shared.close(reason);
+    }
+
+    /// Current subscribers.
+    pub fn subscriber_count(&self) -> usize {
+        self.shared.counters.subscribers.load(Ordering::Relaxed)
+    }
+
+    /// Frames published so far.
+    pub fn frames_in(&self) -> u64 {
+        self.shared.counters.frames_in.load(Ordering::Relaxed)
+    }
+
+    /// The latest configuration frame of a type.
+    pub fn config_frame(&self, ty: FrameType) -> Option<SharedFrame> {
+        self.shared.read().config()[ty.index()].as_ref().map(|(_, f)| f.clone())
+    }
+
+    /// The codecs seen, per type.
+    pub fn codecs(&self) -> (Option<CodecId>, Option<CodecId>) {
+        let ring = self.shared.read();
+        (
+            ring.codecs[FrameType::Video.index()],
+            ring.codecs[FrameType::Audio.index()],
+        )
+    }
+
+    /// A snapshot of the stream's quality of service.
+    pub fn qos(&self) -> StreamQos {
+        let ring = self.shared.read();
+        let c = &self.shared.counters;
+        StreamQos::measure(&ring, qos::Totals {
+            frames_in: c.frames_in.load(Ordering::Relaxed),
+            bytes_in: c.bytes_in.load(Ordering::Relaxed),
+            subscribers: c.subscribers.load(Ordering::Relaxed),
+            skips: c.skips.load(Ordering::Relaxed),
+            skipped_frames: c.skipped_frames.load(Ordering::Relaxed),
+            evictions: c.evictions.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Frames and payload bytes held in the buffer now.
+    pub fn buffered(&self) -> (usize, usize) {
+        let ring = self.shared.read();
+        (ring.len(), ring.bytes())
+    }
+}
+
+/// One subscriber's view of a stream. Dropping it leaves the stream.
+#[derive(Debug)]
+pub struct Subscriber {
+    shared: Arc<Shared>,
+    cursor: Cursor,
+    id: SubscriberId,
+    evicted: bool,
+}
+
+impl Subscriber {
+    /// This subscriber's number within the stream.
+    pub fn id(&self) -> SubscriberId {
+        self.id
+    }
+
+    /// The stream's identity.
+    pub fn stream_id(&self) -> &StreamId {
+        &self.shared.id
+    }
+
+    /// Frames this subscriber did not receive because it fell behind.
+    pub fn skipped_frames(&self) -> u64 {
+        self.cursor.skipped_frames
+    }
+
+    /// Times this subscriber skipped forward.
+    pub fn skips(&self) -> u64 {
+        self.cursor.skips
+    }
+
+    /// Appends every frame available now, at most `max`, to `out`, and
+    /// returns how many it appended (possibly 0). Errors once the stream has
+    /// ended and everything was delivered, or after eviction.
+    pub fn try_recv_batch(&mut self, out: &mut Vec<SharedFrame>, max: usize) -> Result<usize, RecvError> {
+        if self.evicted {
+            return Err(RecvError::Evicted("fell behind too often".into()));
+        }
+        let before = out.len();
+        let (outcome, closed_and_drained) = {
+            let ring = self.shared.read();
+            let outcome = self.cursor.drain(&ring, &self.shared.config, out, max);
+            (outcome, ring.closed && self.cursor.is_caught_up(&ring))
+        };
+        match outcome {
+            DrainOutcome::Ok => {}
+            DrainOutcome::Skipped { dropped } => self.on_skip(dropped),
+            DrainOutcome::Evicted { skips } => return Err(self.evict(skips)),
+        }
+        let n = out.len() - before;
+        if n == 0 && closed_and_drained {
+            return Err(RecvError::Closed(self.shared.close_reason()));
+        }
+        Ok(n)
+    }
+
+    /// Waits until at least one frame is available, then appends every frame
+    /// available, at most `max`, to `out`. Returns how many (at least 1).
+    pub async fn recv_batch(&mut self, out: &mut Vec<SharedFrame>, max: usize) -> Result<usize, RecvError> {
+        let n = self.try_recv_batch(out, max)?;
+        if n > 0 || max == 0 {
+            return Ok(n);
+        }
+        let shared = self.shared.clone();
+        loop {
+            // Register for a wake-up before looking, so a frame published
+            // between the look and the wait is not missed.
+            let mut notified = pin!(shared.notify.notified());
+            notified.as_mut().enable();
+            let n = self.try_recv_batch(out, max)?;
+            if n > 0 || max == 0 {
+                return Ok(n);
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits for the next frame.
+    pub async fn recv(&mut self) -> Result<SharedFrame, RecvError> {
+        let mut one = Vec::with_capacity(1);
+        self.recv_batch(&mut one, 1).await?;
+        one.pop().ok_or_else(|| RecvError::Closed(self.shared.close_reason()))
+    }
+
+    fn on_skip(&self, dropped: u64) {
+        let c = &self.shared.counters;
+        c.skips.fetch_add(1, Ordering::Relaxed);
+        c.skipped_frames.fetch_add(dropped, Ordering::Relaxed);
+        tracing::debug!(stream = %self.shared.id, subscriber = self.id, dropped, "subscriber fell behind, skipped to a keyframe");
+        self.shared.emit(|| StreamEvent::SubscriberSkipped {
+            stream: self.shared.id.clone(),
+            subscriber: self.id,
+            dropped,
+        });
+    }
+
+    fn evict(&mut self, skips: u32) -> RecvError {
+        self.evicted = true;
+        let reason = format!("fell behind {skips} times in a row");
+        self.shared.counters.evictions.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(stream = %self.shared.id, subscriber = self.id, %reason, "subscriber evicted");
+        self.shared.emit(|| StreamEvent::SubscriberEvicted {
+            stream: self.shared.id.clone(),
+            subscriber: self.id,
+            reason: reason.clone(),
+        });
+        RecvError::Evicted(reason)
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.shared.counters.subscribers.fetch_sub(1, Ordering::Relaxed);
+        self.shared.emit(|| StreamEvent::SubscriberLeft {
+            stream: self.shared.id.clone(),
+            subscriber: self.id,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;
