@@ -1,1 +1,45 @@
-fn main() {}
+//! `cargo xtask`: project automation, written with nothing but std.
+//!
+//! Run `cargo xtask help` for the commands. The tidy checks in `tidy.rs` are
+//! ordinary tests, so `cargo nextest run --workspace` runs them too.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod ci;
+#[cfg(test)]
+mod tidy;
+mod workspace;
+
+use std::error::Error;
+use std::process::ExitCode;
+
+/// Errors are values whose message says what failed.
+type Result<T> = std::result::Result<T, Box<dyn Error>>;
+
+const USAGE: &str = "\
+Usage: cargo xtask <command>
+
+Commands:
+  ci      run every CI check in order, stopping at the first failure:
+          fmt, clippy, features, tests, docs, deny, fuzz
+  help    print this text
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        [] | ["help" | "-h" | "--help"] => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        ["ci"] => ci::run(),
+        _ => Err(format!("unknown command `{}`\n\n{USAGE}", args.join(" ")).into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

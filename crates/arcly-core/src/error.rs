@@ -49,12 +49,7 @@ pub struct ProtocolError {
 impl ProtocolError {
     /// A new error of `kind` in `protocol`.
     pub fn new(protocol: &'static str, kind: ProtocolErrorKind, context: impl Into<String>) -> Self {
-        Self {
-            protocol,
-            kind,
-            context: context.into(),
-            offset: None,
-        }
+        Self { protocol, kind, context: context.into(), offset: None }
     }
 
     /// Records the byte offset where the problem was found.
@@ -130,12 +125,8 @@ mod tests {
 
     #[test]
     fn protocol_error_display_has_context() {
-        let e = ProtocolError::new("rtmp", ProtocolErrorKind::TooLarge, "message length 20000000 > 16777215")
-            .at(1537);
-        assert_eq!(
-            e.to_string(),
-            "rtmp TooLarge: message length 20000000 > 16777215 (at byte 1537)"
-        );
+        let e = ProtocolError::new("rtmp", ProtocolErrorKind::TooLarge, "message length 20000000 > 16777215").at(1537);
+        assert_eq!(e.to_string(), "rtmp TooLarge: message length 20000000 > 16777215 (at byte 1537)");
         let s: StreamError = e.into();
         assert!(s.to_string().starts_with("rtmp TooLarge"));
     }

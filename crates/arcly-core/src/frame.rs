@@ -33,23 +33,13 @@ impl Timebase {
     /// 90 kHz: MPEG-TS, RTP video, HLS.
     pub const MPEG: Self = Self { num: 1, den: 90_000 };
     /// Microseconds.
-    pub const MICROS: Self = Self {
-        num: 1,
-        den: 1_000_000,
-    };
+    pub const MICROS: Self = Self { num: 1, den: 1_000_000 };
     /// Nanoseconds.
-    pub const NANOS: Self = Self {
-        num: 1,
-        den: 1_000_000_000,
-    };
+    pub const NANOS: Self = Self { num: 1, den: 1_000_000_000 };
 
     /// A timebase of `num / den` seconds per tick; `None` if either is zero.
     pub const fn new(num: u32, den: u32) -> Option<Self> {
-        if num == 0 || den == 0 {
-            None
-        } else {
-            Some(Self { num, den })
-        }
+        if num == 0 || den == 0 { None } else { Some(Self { num, den }) }
     }
 
     /// One tick per audio sample at `rate` Hz; `None` for a zero rate.
@@ -77,11 +67,7 @@ impl Timebase {
         let numer = i128::from(value) * i128::from(self.num) * i128::from(to.den);
         let denom = i128::from(self.den) * i128::from(to.num);
         let half = denom / 2;
-        let rounded = if numer >= 0 {
-            (numer + half) / denom
-        } else {
-            (numer - half) / denom
-        };
+        let rounded = if numer >= 0 { (numer + half) / denom } else { (numer - half) / denom };
         rounded.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
     }
 }
@@ -147,9 +133,7 @@ impl CodecId {
     pub const fn frame_type(self) -> FrameType {
         match self {
             Self::H264 | Self::H265 | Self::Av1 | Self::Vp9 | Self::Vvc => FrameType::Video,
-            Self::Aac | Self::Opus | Self::Mp3 | Self::G711Alaw | Self::G711Ulaw => {
-                FrameType::Audio
-            }
+            Self::Aac | Self::Opus | Self::Mp3 | Self::G711Alaw | Self::G711Ulaw => FrameType::Audio,
             Self::Metadata => FrameType::Data,
         }
     }
@@ -229,11 +213,9 @@ impl std::ops::BitOrAssign for FrameFlags {
 impl fmt::Debug for FrameFlags {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut set = f.debug_set();
-        for (flag, name) in [
-            (Self::KEYFRAME, "KEYFRAME"),
-            (Self::CONFIG, "CONFIG"),
-            (Self::DISCONTINUITY, "DISCONTINUITY"),
-        ] {
+        for (flag, name) in
+            [(Self::KEYFRAME, "KEYFRAME"), (Self::CONFIG, "CONFIG"), (Self::DISCONTINUITY, "DISCONTINUITY")]
+        {
             if self.contains(flag) {
                 set.entry(&format_args!("{name}"));
             }

@@ -63,15 +63,10 @@ fn validate(what: &'static str, s: &str) -> Result<(), NameError> {
     // Names become path segments, URL segments and metric labels: refuse
     // separators, control characters and characters with meaning in URLs
     // or shells, and accept everything else (including non-ASCII letters).
-    if let Some((offset, found)) = s
-        .char_indices()
-        .find(|&(_, c)| c.is_control() || matches!(c, '/' | '\\' | '?' | '#' | '%' | '"' | '\''))
+    if let Some((offset, found)) =
+        s.char_indices().find(|&(_, c)| c.is_control() || matches!(c, '/' | '\\' | '?' | '#' | '%' | '"' | '\''))
     {
-        return Err(NameError::BadChar {
-            what,
-            found,
-            offset,
-        });
+        return Err(NameError::BadChar { what, found, offset });
     }
     Ok(())
 }
@@ -171,9 +166,8 @@ impl StreamId {
     /// Parses `app/key`; the key is everything after the first `/`, and is
     /// itself validated (so it may not contain another `/`).
     pub fn parse(s: &str) -> Result<Self, NameError> {
-        let (app, key) = s
-            .split_once('/')
-            .ok_or_else(|| NameError::NoSeparator(s.chars().take(MAX_NAME_LEN).collect()))?;
+        let (app, key) =
+            s.split_once('/').ok_or_else(|| NameError::NoSeparator(s.chars().take(MAX_NAME_LEN).collect()))?;
         Ok(Self::new(AppName::new(app)?, StreamKey::new(key)?))
     }
 
@@ -239,10 +233,7 @@ mod tests {
 
     #[test]
     fn stream_id_parse() {
-        assert!(matches!(
-            StreamId::parse("live"),
-            Err(NameError::NoSeparator(_))
-        ));
+        assert!(matches!(StreamId::parse("live"), Err(NameError::NoSeparator(_))));
         assert!(StreamId::parse("live/a/b").is_err());
         assert!(StreamId::parse("/key").is_err());
         let id = StreamId::parse("live/demo").unwrap();

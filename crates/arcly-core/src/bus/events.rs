@@ -93,9 +93,7 @@ pub struct EventBus {
 impl EventBus {
     /// A bus holding at most `capacity` undelivered events per listener.
     pub fn new(capacity: usize) -> Self {
-        Self {
-            tx: broadcast::channel(capacity.max(1)).0,
-        }
+        Self { tx: broadcast::channel(capacity.max(1)).0 }
     }
 
     /// Sends an event to every listener. Never blocks; free with no listener.

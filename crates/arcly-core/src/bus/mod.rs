@@ -164,21 +164,13 @@ impl Shared {
     }
 
     fn close_reason(&self) -> String {
-        self.close_reason
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .unwrap_or_default()
+        self.close_reason.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_default()
     }
 }
 
 /// Makes a stream: its publisher end and a handle for subscribing.
 /// `events`, when given, receives subscriber events.
-pub fn stream(
-    id: StreamId,
-    config: BusConfig,
-    events: Option<EventBus>,
-) -> (StreamPublisher, StreamHandle) {
+pub fn stream(id: StreamId, config: BusConfig, events: Option<EventBus>) -> (StreamPublisher, StreamHandle) {
     let config = config.normalized();
     let shared = Arc::new(Shared {
         id,
@@ -190,12 +182,7 @@ pub fn stream(
         counters: Counters::default(),
         events,
     });
-    (
-        StreamPublisher {
-            shared: shared.clone(),
-        },
-        StreamHandle { shared },
-    )
+    (StreamPublisher { shared: shared.clone() }, StreamHandle { shared })
 }
 
 /// The publishing end of a stream. Dropping it ends the stream.
@@ -230,9 +217,7 @@ impl StreamPublisher {
 
     /// A handle to this stream.
     pub fn handle(&self) -> StreamHandle {
-        StreamHandle {
-            shared: self.shared.clone(),
-        }
+        StreamHandle { shared: self.shared.clone() }
     }
 
     /// Ends the stream: subscribers receive what is buffered, then
@@ -272,16 +257,8 @@ impl StreamHandle {
         let c = &self.shared.counters;
         let id = c.next_subscriber.fetch_add(1, Ordering::Relaxed);
         c.subscribers.fetch_add(1, Ordering::Relaxed);
-        self.shared.emit(|| StreamEvent::SubscriberJoined {
-            stream: self.shared.id.clone(),
-            subscriber: id,
-        });
-        Subscriber {
-            shared: self.shared.clone(),
-            cursor,
-            id,
-            evicted: false,
-        }
+        self.shared.emit(|| StreamEvent::SubscriberJoined { stream: self.shared.id.clone(), subscriber: id });
+        Subscriber { shared: self.shared.clone(), cursor, id, evicted: false }
     }
 
     /// True once the stream was closed.
@@ -312,24 +289,24 @@ impl StreamHandle {
     /// The codecs seen, per type.
     pub fn codecs(&self) -> (Option<CodecId>, Option<CodecId>) {
         let ring = self.shared.read();
-        (
-            ring.codecs[FrameType::Video.index()],
-            ring.codecs[FrameType::Audio.index()],
-        )
+        (ring.codecs[FrameType::Video.index()], ring.codecs[FrameType::Audio.index()])
     }
 
     /// A snapshot of the stream's quality of service.
     pub fn qos(&self) -> StreamQos {
         let ring = self.shared.read();
         let c = &self.shared.counters;
-        StreamQos::measure(&ring, qos::Totals {
-            frames_in: c.frames_in.load(Ordering::Relaxed),
-            bytes_in: c.bytes_in.load(Ordering::Relaxed),
-            subscribers: c.subscribers.load(Ordering::Relaxed),
-            skips: c.skips.load(Ordering::Relaxed),
-            skipped_frames: c.skipped_frames.load(Ordering::Relaxed),
-            evictions: c.evictions.load(Ordering::Relaxed),
-        })
+        StreamQos::measure(
+            &ring,
+            qos::Totals {
+                frames_in: c.frames_in.load(Ordering::Relaxed),
+                bytes_in: c.bytes_in.load(Ordering::Relaxed),
+                subscribers: c.subscribers.load(Ordering::Relaxed),
+                skips: c.skips.load(Ordering::Relaxed),
+                skipped_frames: c.skipped_frames.load(Ordering::Relaxed),
+                evictions: c.evictions.load(Ordering::Relaxed),
+            },
+        )
     }
 
     /// Frames and payload bytes held in the buffer now.
@@ -451,10 +428,7 @@ impl Subscriber {
 impl Drop for Subscriber {
     fn drop(&mut self) {
         self.shared.counters.subscribers.fetch_sub(1, Ordering::Relaxed);
-        self.shared.emit(|| StreamEvent::SubscriberLeft {
-            stream: self.shared.id.clone(),
-            subscriber: self.id,
-        });
+        self.shared.emit(|| StreamEvent::SubscriberLeft { stream: self.shared.id.clone(), subscriber: self.id });
     }
 }
 

@@ -76,15 +76,9 @@ impl StreamQos {
             (Some(n), Some(o)) if n > o => n - o,
             _ => 0,
         };
-        let bitrate_bps = if span_ms > 0 {
-            bytes * 8 * 1000 / span_ms as u64
-        } else {
-            0
-        };
+        let bitrate_bps = if span_ms > 0 { bytes * 8 * 1000 / span_ms as u64 } else { 0 };
         let video_fps = match (first_video_dts, last_video_dts) {
-            (Some(a), Some(b)) if b > a && video_frames > 1 => {
-                f64::from(video_frames - 1) * 1000.0 / (b - a) as f64
-            }
+            (Some(a), Some(b)) if b > a && video_frames > 1 => f64::from(video_frames - 1) * 1000.0 / (b - a) as f64,
             _ => 0.0,
         };
         let keyframe_interval_ms = match ring.keyframe_dts_ms {

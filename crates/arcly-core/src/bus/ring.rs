@@ -82,6 +82,7 @@ impl Ring {
         self.base + self.frames.len() as u64
     }
 
+    #[cfg(test)]
     pub(crate) fn base(&self) -> u64 {
         self.base
     }
@@ -119,15 +120,9 @@ impl Ring {
         }
         if is_sync_point(&frame, self.has_video) {
             if ty == FrameType::Video {
-                self.keyframe_dts_ms = [
-                    self.keyframe_dts_ms[1],
-                    Some(frame.dts_in(crate::frame::Timebase::MILLIS)),
-                ];
+                self.keyframe_dts_ms = [self.keyframe_dts_ms[1], Some(frame.dts_in(crate::frame::Timebase::MILLIS))];
             }
-            self.sync = Some(SyncPoint {
-                seq,
-                config: self.config.clone(),
-            });
+            self.sync = Some(SyncPoint { seq, config: self.config.clone() });
             self.gop_frames = 0;
             self.gop_bytes = 0;
         }
@@ -135,9 +130,7 @@ impl Ring {
         self.gop_bytes += frame.payload.len();
         self.bytes += frame.payload.len();
         self.frames.push_back(frame);
-        while self.frames.len() > 1
-            && (self.frames.len() > self.max_frames || self.bytes > self.max_bytes)
-        {
+        while self.frames.len() > 1 && (self.frames.len() > self.max_frames || self.bytes > self.max_bytes) {
             if let Some(old) = self.frames.pop_front() {
                 self.bytes -= old.payload.len();
                 self.base += 1;
@@ -151,9 +144,7 @@ impl Ring {
     /// The sync point a new subscriber starts at: the latest one, if the GOP
     /// since it is within the cache bounds.
     fn cached_gop(&self, cfg: &BusConfig) -> Option<&SyncPoint> {
-        self.sync
-            .as_ref()
-            .filter(|_| self.gop_frames <= cfg.gop_cache_frames && self.gop_bytes <= cfg.gop_cache_bytes)
+        self.sync.as_ref().filter(|_| self.gop_frames <= cfg.gop_cache_frames && self.gop_bytes <= cfg.gop_cache_bytes)
     }
 
     /// A cursor for a subscriber joining now. Called under the same lock as
@@ -243,9 +234,7 @@ impl Cursor {
         if self.next < ring.base || head - self.next > cfg.lag_limit_frames as u64 {
             self.consecutive_skips += 1;
             if self.consecutive_skips > cfg.max_consecutive_skips {
-                return DrainOutcome::Evicted {
-                    skips: self.consecutive_skips,
-                };
+                return DrainOutcome::Evicted { skips: self.consecutive_skips };
             }
             let dropped = self.skip(ring, cfg);
             self.skipped_frames += dropped;
@@ -342,8 +331,7 @@ mod tests {
     }
 
     fn video(n: i64, key: bool) -> SharedFrame {
-        let f = MediaFrame::new(CodecId::H264, Bytes::from(vec![0u8; 10]))
-            .with_timestamps(n, n, Timebase::MILLIS);
+        let f = MediaFrame::new(CodecId::H264, Bytes::from(vec![0u8; 10])).with_timestamps(n, n, Timebase::MILLIS);
         Arc::new(if key { f.with_flags(FrameFlags::KEYFRAME) } else { f })
     }
 
@@ -375,10 +363,7 @@ mod tests {
 
     #[test]
     fn joiner_waits_for_keyframe_when_gop_exceeds_cache() {
-        let c = BusConfig {
-            gop_cache_frames: 2,
-            ..cfg()
-        };
+        let c = BusConfig { gop_cache_frames: 2, ..cfg() };
         let mut ring = Ring::new(&c);
         for n in 0..4 {
             ring.push(video(n, n == 0));
@@ -394,11 +379,7 @@ mod tests {
 
     #[test]
     fn byte_bound_holds_with_huge_frames() {
-        let c = BusConfig {
-            gop_cache_bytes: 25,
-            lag_limit_bytes: 25,
-            ..cfg()
-        };
+        let c = BusConfig { gop_cache_bytes: 25, lag_limit_bytes: 25, ..cfg() };
         let mut ring = Ring::new(&c);
         for n in 0..10 {
             ring.push(video(n, n % 5 == 0));
@@ -442,9 +423,11 @@ mod tests {
         let mut ring = Ring::new(&c);
         ring.push(config(CodecId::Aac));
         for n in 0..3 {
-            ring.push(Arc::new(
-                MediaFrame::new(CodecId::Aac, Bytes::from_static(b"a")).with_timestamps(n, n, Timebase::MILLIS),
-            ));
+            ring.push(Arc::new(MediaFrame::new(CodecId::Aac, Bytes::from_static(b"a")).with_timestamps(
+                n,
+                n,
+                Timebase::MILLIS,
+            )));
         }
         let mut cur = ring.join(&c);
         let mut out = Vec::new();

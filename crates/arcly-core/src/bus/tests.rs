@@ -212,10 +212,7 @@ fn joiner_gets_snapshot_config_in_player_order() {
 
 #[test]
 fn no_gop_cache_waits_for_next_keyframe() {
-    let cfg = BusConfig {
-        gop_cache_frames: 0,
-        ..BusConfig::default()
-    };
+    let cfg = BusConfig { gop_cache_frames: 0, ..BusConfig::default() };
     let (publisher, handle) = stream(id(), cfg, None);
     publisher.publish(frame(0, Kind::VideoConfig, 2));
     publisher.publish(frame(1, Kind::Key, 2));
@@ -248,12 +245,7 @@ fn payload_is_shared_not_copied() {
 fn eviction_is_counted_and_reported() {
     let events = EventBus::new(64);
     let mut rx = events.subscribe();
-    let cfg = BusConfig {
-        gop_cache_frames: 4,
-        lag_limit_frames: 4,
-        max_consecutive_skips: 1,
-        ..BusConfig::default()
-    };
+    let cfg = BusConfig { gop_cache_frames: 4, lag_limit_frames: 4, max_consecutive_skips: 1, ..BusConfig::default() };
     let (publisher, handle) = stream(id(), cfg, Some(events));
     let mut sub = handle.subscribe();
     let mut got = Vec::new();
@@ -291,8 +283,11 @@ fn qos_measures_rates_from_media_time() {
     let (publisher, handle) = stream(id(), BusConfig::default(), None);
     // 2 s of 25 fps video, 1000 bytes per frame, keyframe every 25 frames.
     for n in 0..50u64 {
-        let f = MediaFrame::new(CodecId::H264, Bytes::from(vec![0u8; 1000]))
-            .with_timestamps(n as i64 * 40, n as i64 * 40, Timebase::MILLIS);
+        let f = MediaFrame::new(CodecId::H264, Bytes::from(vec![0u8; 1000])).with_timestamps(
+            n as i64 * 40,
+            n as i64 * 40,
+            Timebase::MILLIS,
+        );
         let f = if n % 25 == 0 { f.with_flags(FrameFlags::KEYFRAME) } else { f };
         publisher.publish(f);
     }

@@ -1,0 +1,187 @@
+//! Sessions: how protocols publish onto and play from the engine.
+//!
+//! An ingest protocol implements [`InboundProtocol`]; [`Engine::run`]
+//! starts it with an [`IngestContext`]. For each publisher it calls
+//! [`IngestContext::begin_publish`], which authorizes, registers and returns
+//! a [`PublishSession`]. Frames go through [`PublishSession::publish`]. When
+//! the session is dropped, for whatever reason (the peer left, the task
+//! returned an error, was cancelled or panicked), the stream is unregistered
+//! and its players are told it ended.
+//!
+//! Players get a [`PlaySession`] from [`Engine::play`]; dropping it reports
+//! the play as ended.
+
+use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::{AuditAction, AuditEvent};
+use crate::auth::Credentials;
+use crate::bus::{SharedFrame, StreamHandle, StreamPublisher, Subscriber};
+use crate::engine::{Engine, PublishRegistry};
+use crate::error::{Result, StreamError};
+use crate::frame::MediaFrame;
+use crate::identity::{AppName, StreamId, StreamKey};
+
+/// An ingest protocol: a listener that accepts publishers.
+#[async_trait]
+pub trait InboundProtocol: Send + Sync + 'static {
+    /// A short name for logs and audit (`"rtmp"`, `"srt"`).
+    fn name(&self) -> &'static str;
+
+    /// Accepts publishers until `shutdown` is cancelled.
+    async fn run(&self, ctx: IngestContext, shutdown: CancellationToken) -> Result<()>;
+}
+
+/// What an ingest protocol gets from the engine.
+#[derive(Clone, Debug)]
+pub struct IngestContext {
+    engine: Engine,
+    protocol: &'static str,
+}
+
+impl IngestContext {
+    /// A context for `protocol` on `engine`.
+    pub fn new(engine: Engine, protocol: &'static str) -> Self {
+        Self { engine, protocol }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Validates the names, authorizes and registers a publisher.
+    ///
+    /// Errors say what the peer should be told: an invalid name, refused
+    /// authorization, an unknown application, a stream already published,
+    /// or the publisher limit.
+    pub async fn begin_publish(&self, app: &str, key: &str, credentials: &Credentials) -> Result<PublishSession> {
+        let id = StreamId::new(AppName::new(app)?, StreamKey::new(key)?);
+        let mut credentials = credentials.clone();
+        credentials.protocol = self.protocol;
+        self.engine.begin_publish(id, self.protocol, &credentials).await
+    }
+}
+
+/// A registered publisher. Dropping it ends the stream.
+#[derive(Debug)]
+pub struct PublishSession {
+    engine: Engine,
+    id: StreamId,
+    session: u64,
+    publisher: StreamPublisher,
+    protocol: &'static str,
+    peer: Option<SocketAddr>,
+    end_reason: Mutex<Option<String>>,
+}
+
+impl PublishSession {
+    pub(crate) fn new(
+        engine: Engine,
+        id: StreamId,
+        session: u64,
+        publisher: StreamPublisher,
+        protocol: &'static str,
+        peer: Option<SocketAddr>,
+    ) -> Self {
+        Self { engine, id, session, publisher, protocol, peer, end_reason: Mutex::new(None) }
+    }
+
+    /// The stream.
+    pub fn id(&self) -> &StreamId {
+        &self.id
+    }
+
+    /// The ingest protocol.
+    pub fn protocol(&self) -> &'static str {
+        self.protocol
+    }
+
+    /// The publisher's address.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// A handle to the stream.
+    pub fn handle(&self) -> StreamHandle {
+        self.publisher.handle()
+    }
+
+    /// Publishes a frame. Fails with [`StreamError::Closed`] once the stream
+    /// was closed by the engine (idle timeout, shutdown): the protocol should
+    /// then close the connection.
+    pub fn publish(&self, frame: MediaFrame) -> Result<()> {
+        self.publish_shared(SharedFrame::new(frame))
+    }
+
+    /// Publishes a frame that is already shared.
+    pub fn publish_shared(&self, frame: SharedFrame) -> Result<()> {
+        if self.publisher.publish_shared(frame) {
+            Ok(())
+        } else {
+            Err(StreamError::Closed(format!("stream {} was closed", self.id)))
+        }
+    }
+
+    /// Sets the reason recorded when the session ends (default: "publisher
+    /// left"). Use it before dropping the session.
+    pub fn end(&self, reason: &str) {
+        *self.end_reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_owned());
+    }
+}
+
+impl Drop for PublishSession {
+    fn drop(&mut self) {
+        let reason = self.end_reason.get_mut().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_else(|| {
+            if std::thread::panicking() { "publisher task panicked".to_owned() } else { "publisher left".to_owned() }
+        });
+        self.engine.unregister(&self.id, self.session, &reason);
+    }
+}
+
+/// A subscribed player. Derefs to its [`Subscriber`]; dropping it reports
+/// the play as ended.
+#[derive(Debug)]
+pub struct PlaySession {
+    engine: Engine,
+    subscriber: Subscriber,
+    protocol: &'static str,
+    peer: Option<SocketAddr>,
+}
+
+impl PlaySession {
+    pub(crate) fn new(
+        engine: Engine,
+        subscriber: Subscriber,
+        protocol: &'static str,
+        peer: Option<SocketAddr>,
+    ) -> Self {
+        Self { engine, subscriber, protocol, peer }
+    }
+}
+
+impl Deref for PlaySession {
+    type Target = Subscriber;
+    fn deref(&self) -> &Subscriber {
+        &self.subscriber
+    }
+}
+
+impl DerefMut for PlaySession {
+    fn deref_mut(&mut self) -> &mut Subscriber {
+        &mut self.subscriber
+    }
+}
+
+impl Drop for PlaySession {
+    fn drop(&mut self) {
+        let id = self.subscriber.stream_id().clone();
+        self.engine.observer().play_ended(&id, self.protocol);
+        let (protocol, peer) = (self.protocol, self.peer);
+        self.engine.audit_event(|| AuditEvent::now(AuditAction::PlayEnd, id, protocol, peer));
+    }
+}

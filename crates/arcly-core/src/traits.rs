@@ -1,0 +1,75 @@
+//! The contracts protocols, outputs and hosts implement.
+//!
+//! - [`MediaSource`]: something that produces frames (a file, a pull
+//!   client); the engine's source pump publishes them onto the bus.
+//! - [`MediaSink`]: something that consumes frames (a recorder, a push
+//!   client).
+//! - [`ProtocolHandler`]: a long-running service the engine starts and stops
+//!   (an HTTP or RTMP listener serving players). Ingest listeners implement
+//!   [`InboundProtocol`](crate::inbound::InboundProtocol) instead.
+//! - [`StorageBackend`]: where segments and recordings are written.
+//! - [`HwAccelBackend`]: what a hardware codec backend can do.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::SharedFrame;
+use crate::engine::Engine;
+use crate::frame::{CodecId, MediaFrame};
+
+/// Produces frames.
+#[async_trait]
+pub trait MediaSource: Send + 'static {
+    /// The next frame, or `None` when the source has ended.
+    async fn next_frame(&mut self) -> crate::Result<Option<MediaFrame>>;
+}
+
+/// Consumes frames.
+#[async_trait]
+pub trait MediaSink: Send + 'static {
+    /// Writes one frame.
+    async fn write_frame(&mut self, frame: &SharedFrame) -> crate::Result<()>;
+
+    /// Completes the output (writes trailers, flushes). Called once at the end.
+    async fn finish(&mut self) -> crate::Result<()> {
+        Ok(())
+    }
+}
+
+/// A long-running protocol service run by [`Engine::run`].
+#[async_trait]
+pub trait ProtocolHandler: Send + Sync + 'static {
+    /// A short name for logs (`"http"`, `"rtmp-play"`).
+    fn name(&self) -> &'static str;
+
+    /// Serves until `shutdown` is cancelled, then returns after closing its
+    /// listeners. An error ends the engine's run.
+    async fn run(&self, engine: Engine, shutdown: CancellationToken) -> crate::Result<()>;
+}
+
+/// Stores named objects: HLS segments, recordings, playlists.
+///
+/// Paths are `/`-separated and relative; implementations must refuse paths
+/// that escape their root.
+#[async_trait]
+pub trait StorageBackend: Send + Sync + 'static {
+    /// Writes (or replaces) an object.
+    async fn put(&self, path: &str, data: Bytes) -> crate::Result<()>;
+    /// Reads an object, `None` if absent.
+    async fn get(&self, path: &str) -> crate::Result<Option<Bytes>>;
+    /// Deletes an object; deleting an absent object is not an error.
+    async fn delete(&self, path: &str) -> crate::Result<()>;
+    /// Lists the objects whose path starts with `prefix`, sorted.
+    async fn list(&self, prefix: &str) -> crate::Result<Vec<String>>;
+}
+
+/// A hardware codec backend's capabilities.
+pub trait HwAccelBackend: Send + Sync + 'static {
+    /// The backend's name (`"vaapi"`, `"nvenc"`).
+    fn name(&self) -> &str;
+    /// True if it can decode `codec`.
+    fn can_decode(&self, codec: CodecId) -> bool;
+    /// True if it can encode `codec`.
+    fn can_encode(&self, codec: CodecId) -> bool;
+}

@@ -1,0 +1,132 @@
+//! `cargo xtask ci`: every check CI runs, in order, stopping at the first
+//! failure and naming it.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::{Result, workspace};
+
+/// A CI step: a name for the header and the error, and what it runs.
+type Step = (&'static str, fn(&Path) -> Result<()>);
+
+const STEPS: &[Step] = &[
+    ("fmt", fmt),
+    ("clippy", clippy),
+    ("features", features),
+    ("tests", tests),
+    ("docs", docs),
+    ("deny", deny),
+    ("fuzz", fuzz),
+];
+
+/// Runs every step from the workspace root.
+pub(crate) fn run() -> Result<()> {
+    let root = workspace::root();
+    let total = STEPS.len();
+    for (passed, (name, step)) in STEPS.iter().enumerate() {
+        println!("\n==> ci step {}/{total}: {name}", passed + 1);
+        if let Err(error) = step(&root) {
+            println!("\nci: {passed}/{total} steps passed; step `{name}` failed");
+            return Err(format!("ci step `{name}` failed: {error}").into());
+        }
+    }
+    println!("\nci: {total}/{total} steps passed");
+    Ok(())
+}
+
+fn fmt(root: &Path) -> Result<()> {
+    exec(cargo(root, "fmt --all -- --check"))
+}
+
+fn clippy(root: &Path) -> Result<()> {
+    exec(cargo(root, "clippy --workspace --all-targets --locked -- -D warnings"))
+}
+
+/// Each library crate with no default features, each feature alone, the
+/// defaults, and all features together.
+fn features(root: &Path) -> Result<()> {
+    ensure_tool(root, "hack", "cargo-hack")?;
+    let crates = workspace::library_crates(root)?;
+    if crates.is_empty() {
+        return Err("no library crates found under crates/".into());
+    }
+    for krate in &crates {
+        // No `--no-dev-deps`: it edits Cargo.toml while running, which changes
+        // the lock file and so fails under `--locked`. It is not needed either:
+        // with resolver 2+, `cargo check` of a library does not enable the
+        // features that dev-dependencies ask for.
+        let name = krate.name.as_str();
+        exec(cargo(root, &format!("hack check --package {name} --each-feature --locked")))?;
+        exec(cargo(root, &format!("check --package {name} --all-features --locked")))?;
+    }
+    Ok(())
+}
+
+/// Unit, integration and tidy tests under nextest, then doctests (which
+/// nextest does not run).
+fn tests(root: &Path) -> Result<()> {
+    ensure_tool(root, "nextest", "cargo-nextest")?;
+    exec(cargo(root, "nextest run --workspace --locked --no-fail-fast"))?;
+    exec(cargo(root, "test --workspace --doc --locked"))
+}
+
+fn docs(root: &Path) -> Result<()> {
+    let mut doc = cargo(root, "doc --workspace --no-deps --locked");
+    doc.env("RUSTDOCFLAGS", "-D warnings");
+    exec(doc)
+}
+
+fn deny(root: &Path) -> Result<()> {
+    ensure_tool(root, "deny", "cargo-deny")?;
+    exec(cargo(root, "deny --locked check licenses bans sources"))?;
+    println!("cargo-deny: advisories not checked (needs network access to the advisory database)");
+    Ok(())
+}
+
+/// The fuzz workspace (excluded from ours) must at least build on stable.
+fn fuzz(root: &Path) -> Result<()> {
+    let manifest = root.join("fuzz/Cargo.toml");
+    if !manifest.is_file() {
+        println!("no fuzz targets yet (fuzz/Cargo.toml does not exist)");
+        return Ok(());
+    }
+    // A build only, with plain stable cargo. A short libFuzzer smoke run of
+    // each target (cargo-fuzz, nightly) comes with the fuzzing issue.
+    exec(cargo(root, "build --manifest-path fuzz/Cargo.toml --locked"))
+}
+
+/// `cargo <args>` in `root`, using the cargo that runs us when known.
+/// `args` is split at whitespace; no argument here contains any.
+fn cargo(root: &Path, args: &str) -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(root).args(args.split_whitespace());
+    command
+}
+
+/// Installs `crate_name` unless `cargo <subcommand> --version` works.
+fn ensure_tool(root: &Path, subcommand: &str, crate_name: &str) -> Result<()> {
+    let mut probe = cargo(root, &format!("{subcommand} --version"));
+    probe.stdout(Stdio::null()).stderr(Stdio::null());
+    if probe.status().is_ok_and(|status| status.success()) {
+        return Ok(());
+    }
+    println!("`cargo {subcommand}` is not available; installing {crate_name}");
+    exec(cargo(root, &format!("install --locked {crate_name}")))
+}
+
+/// Runs a command with inherited stdio; an error names the command.
+fn exec(mut command: Command) -> Result<()> {
+    let shown = show(&command);
+    println!("$ {shown}");
+    let status = command.status().map_err(|e| format!("could not start `{shown}`: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("`{shown}` failed ({status})").into()) }
+}
+
+/// The command as a shell line, with the environment it sets and plain
+/// `cargo` in place of the full path to it.
+fn show(command: &Command) -> String {
+    let env = command.get_envs().filter_map(|(key, value)| Some(format!("{}=\"{}\"", key.to_str()?, value?.to_str()?)));
+    let program = Path::new(command.get_program()).file_name().unwrap_or_default();
+    let words = std::iter::once(program).chain(command.get_args());
+    env.chain(words.map(|word| word.to_string_lossy().into_owned())).collect::<Vec<_>>().join(" ")
+}
