@@ -692,10 +692,8 @@ impl PublishRegistry for Engine {
         }
         let spec = self.app(stream.app()).ok_or_else(|| StreamError::UnknownApp(stream.app().to_string()))?;
         let mut streams = self.streams_lock();
-        if let Some(e) = streams.get(stream) {
-            if !e.handle.is_closed() {
-                return Err(StreamError::AlreadyPublishing(stream.clone()));
-            }
+        if streams.get(stream).is_some_and(|e| !e.handle.is_closed()) {
+            return Err(StreamError::AlreadyPublishing(stream.clone()));
         }
         let live = streams.values().filter(|e| !e.handle.is_closed()).count();
         if live >= self.inner.max_publishers {

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audit::{AuditAction, AuditEvent};
 use crate::auth::Credentials;
-use crate::bus::{SharedFrame, StreamHandle, StreamPublisher, Subscriber};
+use crate::bus::{StreamHandle, StreamPublisher, Subscriber};
 use crate::engine::{Engine, PublishRegistry};
 use crate::error::{Result, StreamError};
 use crate::frame::MediaFrame;
@@ -115,12 +115,7 @@ impl PublishSession {
     /// was closed by the engine (idle timeout, shutdown): the protocol should
     /// then close the connection.
     pub fn publish(&self, frame: MediaFrame) -> Result<()> {
-        self.publish_shared(SharedFrame::new(frame))
-    }
-
-    /// Publishes a frame that is already shared.
-    pub fn publish_shared(&self, frame: SharedFrame) -> Result<()> {
-        if self.publisher.publish_shared(frame) {
+        if self.publisher.publish(frame) {
             Ok(())
         } else {
             Err(StreamError::Closed(format!("stream {} was closed", self.id)))

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::bus::{RecvError, SharedFrame, Subscriber};
+use crate::bus::{Batch, FrameRef, RecvError, Subscriber};
 use crate::frame::{CodecId, FrameFlags, MediaFrame, Timebase};
 use crate::traits::{MediaSource, StorageBackend};
 
@@ -104,7 +104,7 @@ impl Iterator for SyntheticStream {
         }
         let n = self.video_n;
         self.video_n += 1;
-        let key = n % u64::from(self.gop) == 0;
+        let key = n.is_multiple_of(u64::from(self.gop));
         let len = if key { self.video_bytes * 10 } else { self.video_bytes };
         let ts = self.video_time(n);
         let frame = MediaFrame::new(CodecId::H264, Bytes::from(vec![if key { 0x65 } else { 0x41 }; len]))
@@ -137,17 +137,17 @@ impl MediaSource for VecSource {
 }
 
 /// Receives until `n` frames arrived or the stream ended.
-pub async fn collect(sub: &mut Subscriber, n: usize) -> Result<Vec<SharedFrame>, RecvError> {
-    let mut out = Vec::with_capacity(n);
-    while out.len() < n {
-        let want = n - out.len();
-        match sub.recv_batch(&mut out, want).await {
+pub async fn collect(sub: &mut Subscriber, n: usize) -> Result<Vec<FrameRef>, RecvError> {
+    let mut batch = Batch::new();
+    while batch.len() < n {
+        let want = n - batch.len();
+        match sub.recv_batch(&mut batch, want).await {
             Ok(_) => {}
             Err(RecvError::Closed(_)) => break,
             Err(e) => return Err(e),
         }
     }
-    Ok(out)
+    Ok(batch.to_refs())
 }
 
 /// A [`StorageBackend`] in memory.

@@ -14,7 +14,6 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::SharedFrame;
 use crate::engine::Engine;
 use crate::frame::{CodecId, MediaFrame};
 
@@ -29,7 +28,7 @@ pub trait MediaSource: Send + 'static {
 #[async_trait]
 pub trait MediaSink: Send + 'static {
     /// Writes one frame.
-    async fn write_frame(&mut self, frame: &SharedFrame) -> crate::Result<()>;
+    async fn write_frame(&mut self, frame: &MediaFrame) -> crate::Result<()>;
 
     /// Completes the output (writes trailers, flushes). Called once at the end.
     async fn finish(&mut self) -> crate::Result<()> {

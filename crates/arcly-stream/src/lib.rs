@@ -24,6 +24,11 @@ pub use arcly_core;
 pub use arcly_core::{audit, auth, bus, cluster, engine, error, frame, health, identity, inbound, observe, testing};
 pub use arcly_core::{traits, transcode};
 
+// The README's examples are compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
+
 /// Everything a host needs to build an engine, publish and play.
 ///
 /// ```
@@ -41,7 +46,8 @@ pub mod prelude {
     pub use arcly_core::audit::{AuditEvent, AuditPipeline, AuditSink, FileAuditSink};
     pub use arcly_core::auth::{Action, AllowAll, AuthRequest, Credentials, StreamAuthenticator};
     pub use arcly_core::bus::{
-        BusConfig, EventBus, RecvError, SharedFrame, StreamEvent, StreamHandle, StreamPublisher, StreamQos, Subscriber,
+        Batch, BusConfig, EventBus, FrameRef, RecvError, StreamEvent, StreamHandle, StreamPublisher, StreamQos,
+        Subscriber,
     };
     pub use arcly_core::engine::{AppSpec, Engine, EngineBuilder, PlaybackRegistry, PublishRegistry, StreamInfo};
     pub use arcly_core::error::{ProtocolError, ProtocolErrorKind, Result, StreamError};

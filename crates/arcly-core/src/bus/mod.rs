@@ -6,8 +6,9 @@
 //! call [`StreamHandle::subscribe`]).
 //!
 //! Guarantees:
-//! - **Zero payload copies.** Frames are `Arc<MediaFrame>`; a delivery is one
-//!   reference-count increment.
+//! - **Zero payload copies.** Frames are stored once, in shared chunks of
+//!   the stream's buffer; a [`Batch`] of received frames holds one reference
+//!   count per chunk it spans, not one per frame (see [`Batch`] for why).
 //! - **Instant start.** A subscriber joining late gets the configuration
 //!   (metadata, parameter sets, AudioSpecificConfig) in force at the latest
 //!   keyframe, that keyframe, every frame since, then live frames. The join
@@ -34,30 +35,31 @@
 //!
 //! // A late joiner starts at the keyframe.
 //! let mut sub = handle.subscribe();
-//! let mut batch = Vec::new();
+//! let mut batch = bus::Batch::new();
 //! sub.recv_batch(&mut batch, 64).await.unwrap();
 //! assert_eq!(batch.len(), 2);
-//! assert!(batch[0].is_keyframe());
+//! assert!(batch.iter().next().unwrap().is_keyframe());
 //! # });
 //! ```
 
+mod batch;
 mod events;
 mod qos;
 mod ring;
+mod wake;
 
-use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::task::Poll;
 
-use tokio::sync::Notify;
-
+pub use batch::{Batch, FrameRef, Iter};
 pub use events::{EventBus, StreamEvent, SubscriberId};
 pub use qos::StreamQos;
-pub use ring::SharedFrame;
 
 use crate::frame::{CodecId, FrameType, MediaFrame};
 use crate::identity::StreamId;
 use ring::{Cursor, DrainOutcome, Ring};
+use wake::{WaitSet, WaitSlot};
 
 /// Bounds of a stream's buffer and of its subscribers' lag.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,7 +128,7 @@ struct Shared {
     id: StreamId,
     config: BusConfig,
     ring: RwLock<Ring>,
-    notify: Notify,
+    waiters: WaitSet,
     closed: AtomicBool,
     close_reason: std::sync::Mutex<Option<String>>,
     counters: Counters,
@@ -160,7 +162,7 @@ impl Shared {
             *self.close_reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_owned());
         }
         self.closed.store(true, Ordering::Release);
-        self.notify.notify_waiters();
+        self.waiters.wake_all();
     }
 
     fn close_reason(&self) -> String {
@@ -176,7 +178,7 @@ pub fn stream(id: StreamId, config: BusConfig, events: Option<EventBus>) -> (Str
         id,
         ring: RwLock::new(Ring::new(&config)),
         config,
-        notify: Notify::new(),
+        waiters: WaitSet::default(),
         closed: AtomicBool::new(false),
         close_reason: std::sync::Mutex::new(None),
         counters: Counters::default(),
@@ -195,23 +197,29 @@ impl StreamPublisher {
     /// Publishes a frame to every subscriber. Never waits for subscribers.
     /// Returns `false` (and drops the frame) if the stream was closed.
     pub fn publish(&self, frame: MediaFrame) -> bool {
-        self.publish_shared(Arc::new(frame))
+        self.publish_many(std::iter::once(frame))
     }
 
-    /// Publishes a frame that is already shared.
-    pub fn publish_shared(&self, frame: SharedFrame) -> bool {
-        let len = frame.payload.len() as u64;
+    /// Publishes several frames at once (for example every frame parsed
+    /// from one socket read): one lock and one wake-up of the waiting
+    /// subscribers for all of them. Returns `false` if the stream was closed.
+    pub fn publish_many(&self, frames: impl IntoIterator<Item = MediaFrame>) -> bool {
+        let (mut n, mut bytes) = (0u64, 0u64);
         {
             let mut ring = self.shared.write();
             if ring.closed {
                 return false;
             }
-            ring.push(frame);
+            for frame in frames {
+                n += 1;
+                bytes += frame.payload.len() as u64;
+                ring.push(frame);
+            }
         }
         let c = &self.shared.counters;
-        c.frames_in.fetch_add(1, Ordering::Relaxed);
-        c.bytes_in.fetch_add(len, Ordering::Relaxed);
-        self.shared.notify.notify_waiters();
+        c.frames_in.fetch_add(n, Ordering::Relaxed);
+        c.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+        self.shared.waiters.wake_all();
         true
     }
 
@@ -258,7 +266,7 @@ impl StreamHandle {
         let id = c.next_subscriber.fetch_add(1, Ordering::Relaxed);
         c.subscribers.fetch_add(1, Ordering::Relaxed);
         self.shared.emit(|| StreamEvent::SubscriberJoined { stream: self.shared.id.clone(), subscriber: id });
-        Subscriber { shared: self.shared.clone(), cursor, id, evicted: false }
+        Subscriber { shared: self.shared.clone(), cursor, id, evicted: false, slot: Arc::default() }
     }
 
     /// True once the stream was closed.
@@ -282,8 +290,8 @@ impl StreamHandle {
     }
 
     /// The latest configuration frame of a type.
-    pub fn config_frame(&self, ty: FrameType) -> Option<SharedFrame> {
-        self.shared.read().config()[ty.index()].as_ref().map(|(_, f)| f.clone())
+    pub fn config_frame(&self, ty: FrameType) -> Option<FrameRef> {
+        self.shared.read().config()[ty.index()].as_ref().map(|(_, f)| FrameRef::new((**f).clone()))
     }
 
     /// The codecs seen, per type.
@@ -323,6 +331,7 @@ pub struct Subscriber {
     cursor: Cursor,
     id: SubscriberId,
     evicted: bool,
+    slot: Arc<WaitSlot>,
 }
 
 impl Subscriber {
@@ -349,7 +358,7 @@ impl Subscriber {
     /// Appends every frame available now, at most `max`, to `out`, and
     /// returns how many it appended (possibly 0). Errors once the stream has
     /// ended and everything was delivered, or after eviction.
-    pub fn try_recv_batch(&mut self, out: &mut Vec<SharedFrame>, max: usize) -> Result<usize, RecvError> {
+    pub fn try_recv_batch(&mut self, out: &mut Batch, max: usize) -> Result<usize, RecvError> {
         if self.evicted {
             return Err(RecvError::Evicted("fell behind too often".into()));
         }
@@ -372,31 +381,31 @@ impl Subscriber {
     }
 
     /// Waits until at least one frame is available, then appends every frame
-    /// available, at most `max`, to `out`. Returns how many (at least 1).
-    pub async fn recv_batch(&mut self, out: &mut Vec<SharedFrame>, max: usize) -> Result<usize, RecvError> {
-        let n = self.try_recv_batch(out, max)?;
-        if n > 0 || max == 0 {
-            return Ok(n);
-        }
-        let shared = self.shared.clone();
-        loop {
-            // Register for a wake-up before looking, so a frame published
-            // between the look and the wait is not missed.
-            let mut notified = pin!(shared.notify.notified());
-            notified.as_mut().enable();
+    /// available, at most `max`, to `out`. Returns how many (at least 1,
+    /// unless `max` is 0). Cancel-safe: dropping the future loses nothing.
+    pub async fn recv_batch(&mut self, out: &mut Batch, max: usize) -> Result<usize, RecvError> {
+        std::future::poll_fn(|cx| {
             let n = self.try_recv_batch(out, max)?;
             if n > 0 || max == 0 {
-                return Ok(n);
+                return Poll::Ready(Ok(n));
             }
-            notified.await;
-        }
+            // Register, then look once more: a frame published in between
+            // is either seen now or wakes us (see the `wake` module).
+            self.shared.waiters.register(&self.slot, self.id, cx.waker());
+            match self.try_recv_batch(out, max)? {
+                0 => Poll::Pending,
+                n => Poll::Ready(Ok(n)),
+            }
+        })
+        .await
     }
 
-    /// Waits for the next frame.
-    pub async fn recv(&mut self) -> Result<SharedFrame, RecvError> {
-        let mut one = Vec::with_capacity(1);
+    /// Waits for the next frame. Prefer [`Subscriber::recv_batch`] in
+    /// players: it costs one wake-up per batch instead of one per frame.
+    pub async fn recv(&mut self) -> Result<FrameRef, RecvError> {
+        let mut one = Batch::new();
         self.recv_batch(&mut one, 1).await?;
-        one.pop().ok_or_else(|| RecvError::Closed(self.shared.close_reason()))
+        one.to_refs().pop().ok_or_else(|| RecvError::Closed(self.shared.close_reason()))
     }
 
     fn on_skip(&self, dropped: u64) {

@@ -58,7 +58,7 @@ impl StreamQos {
         let mut last_video_dts = None;
         let mut newest = None;
         let mut oldest = None;
-        for f in ring.frames().iter().rev() {
+        for f in ring.iter_rev() {
             let dts = f.dts_in(Timebase::MILLIS);
             let newest = *newest.get_or_insert(dts);
             if newest - dts > WINDOW_MS {

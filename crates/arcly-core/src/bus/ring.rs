@@ -10,20 +10,21 @@
 //! cache bounds. Its full length is the lag window: a subscriber whose
 //! position falls off the front, or that is more than the lag limit behind
 //! the head, skips forward to a sync point.
+//!
+//! Frames are stored in shared [`Chunk`]s (see [`super::batch`]). The
+//! bounds are kept per frame; memory is released per chunk, so up to
+//! `CHUNK - 1` frames already dropped from the front may still be held.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::frame::{FrameType, MediaFrame};
-
 use super::BusConfig;
-
-/// A frame on the bus.
-pub type SharedFrame = Arc<MediaFrame>;
+use super::batch::{Batch, CHUNK, Chunk};
+use crate::frame::{CodecId, FrameType, MediaFrame, Timebase};
 
 /// The latest configuration frame per type, indexed by [`FrameType::index`],
 /// with its sequence number.
-pub(crate) type ConfigSet = [Option<(u64, SharedFrame)>; 3];
+pub(crate) type ConfigSet = [Option<(u64, Arc<MediaFrame>)>; 3];
 
 /// Where a late joiner or a lagging subscriber can start decoding.
 #[derive(Clone, Debug)]
@@ -37,10 +38,15 @@ pub(crate) struct SyncPoint {
 /// The publisher's side: frames in publish order, numbered from `base`.
 #[derive(Debug)]
 pub(crate) struct Ring {
-    frames: VecDeque<SharedFrame>,
-    /// Sequence number of `frames[0]`.
+    /// Chunks holding frames `first_chunk_seq..`; the first may hold frames
+    /// before `base` that were already dropped from the buffer.
+    chunks: VecDeque<Arc<Chunk>>,
+    first_chunk_seq: u64,
+    /// Sequence number of the oldest frame held.
     base: u64,
-    /// Sum of payload lengths held.
+    /// Sequence number the next frame will get.
+    head: u64,
+    /// Sum of payload lengths of frames `base..head`.
     bytes: usize,
     max_frames: usize,
     max_bytes: usize,
@@ -53,7 +59,7 @@ pub(crate) struct Ring {
     has_video: bool,
     /// Decode timestamps (ms) of the last two video keyframes, for QoS.
     pub(crate) keyframe_dts_ms: [Option<i64>; 2],
-    pub(crate) codecs: [Option<crate::frame::CodecId>; 3],
+    pub(crate) codecs: [Option<CodecId>; 3],
     pub(crate) closed: bool,
 }
 
@@ -61,8 +67,10 @@ impl Ring {
     pub(crate) fn new(cfg: &BusConfig) -> Self {
         let max_frames = cfg.gop_cache_frames.max(cfg.lag_limit_frames).max(1);
         Self {
-            frames: VecDeque::with_capacity(max_frames.min(4096)),
+            chunks: VecDeque::with_capacity(max_frames.min(4096) / CHUNK + 2),
+            first_chunk_seq: 0,
             base: 0,
+            head: 0,
             bytes: 0,
             max_frames,
             max_bytes: cfg.gop_cache_bytes.max(cfg.lag_limit_bytes),
@@ -79,7 +87,7 @@ impl Ring {
 
     /// Sequence number the next frame will get.
     pub(crate) fn head(&self) -> u64 {
-        self.base + self.frames.len() as u64
+        self.head
     }
 
     #[cfg(test)]
@@ -87,10 +95,12 @@ impl Ring {
         self.base
     }
 
+    /// Frames held.
     pub(crate) fn len(&self) -> usize {
-        self.frames.len()
+        (self.head - self.base) as usize
     }
 
+    /// Payload bytes held.
     pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
@@ -99,15 +109,32 @@ impl Ring {
         &self.config
     }
 
-    pub(crate) fn frames(&self) -> &VecDeque<SharedFrame> {
-        &self.frames
+    /// The chunk and slot of frame `seq`, which must be in `base..head`.
+    fn locate(&self, seq: u64) -> (&Arc<Chunk>, usize) {
+        let rel = (seq - self.first_chunk_seq) as usize;
+        (&self.chunks[rel / CHUNK], rel % CHUNK)
+    }
+
+    /// Frame `seq`, if it is held.
+    pub(crate) fn get(&self, seq: u64) -> Option<&MediaFrame> {
+        if seq < self.base || seq >= self.head {
+            return None;
+        }
+        let (chunk, i) = self.locate(seq);
+        chunk.get(i)
+    }
+
+    /// The frames held, newest first.
+    pub(crate) fn iter_rev(&self) -> impl Iterator<Item = &MediaFrame> + '_ {
+        (self.base..self.head).rev().filter_map(|seq| self.get(seq))
     }
 
     /// Appends a frame, then drops the oldest frames until both bounds hold
     /// again (the newest frame is always kept, whatever its size).
-    pub(crate) fn push(&mut self, frame: SharedFrame) {
-        let seq = self.head();
+    pub(crate) fn push(&mut self, frame: MediaFrame) {
+        let seq = self.head;
         let ty = frame.frame_type();
+        let len = frame.payload.len();
         self.codecs[ty.index()] = Some(frame.codec);
         if ty == FrameType::Video && !self.has_video {
             // From now on only video keyframes are sync points; an audio
@@ -116,24 +143,38 @@ impl Ring {
             self.sync = None;
         }
         if frame.is_config() {
-            self.config[ty.index()] = Some((seq, frame.clone()));
+            // Configuration is rare: a copy of the frame (not its payload)
+            // lets the cache outlive the chunk.
+            self.config[ty.index()] = Some((seq, Arc::new(frame.clone())));
         }
         if is_sync_point(&frame, self.has_video) {
             if ty == FrameType::Video {
-                self.keyframe_dts_ms = [self.keyframe_dts_ms[1], Some(frame.dts_in(crate::frame::Timebase::MILLIS))];
+                self.keyframe_dts_ms = [self.keyframe_dts_ms[1], Some(frame.dts_in(Timebase::MILLIS))];
             }
             self.sync = Some(SyncPoint { seq, config: self.config.clone() });
             self.gop_frames = 0;
             self.gop_bytes = 0;
         }
         self.gop_frames += 1;
-        self.gop_bytes += frame.payload.len();
-        self.bytes += frame.payload.len();
-        self.frames.push_back(frame);
-        while self.frames.len() > 1 && (self.frames.len() > self.max_frames || self.bytes > self.max_bytes) {
-            if let Some(old) = self.frames.pop_front() {
-                self.bytes -= old.payload.len();
-                self.base += 1;
+        self.gop_bytes += len;
+        if seq.is_multiple_of(CHUNK as u64) {
+            if self.chunks.is_empty() {
+                self.first_chunk_seq = seq;
+            }
+            self.chunks.push_back(Arc::new(Chunk::new()));
+        }
+        if let Some(chunk) = self.chunks.back() {
+            chunk.set((seq % CHUNK as u64) as usize, frame);
+        }
+        self.head += 1;
+        self.bytes += len;
+        while self.len() > 1 && (self.len() > self.max_frames || self.bytes > self.max_bytes) {
+            let old = self.get(self.base).map_or(0, |f| f.payload.len());
+            self.bytes -= old;
+            self.base += 1;
+            if self.base - self.first_chunk_seq >= CHUNK as u64 {
+                self.chunks.pop_front();
+                self.first_chunk_seq += CHUNK as u64;
             }
         }
         if self.sync.as_ref().is_some_and(|s| s.seq < self.base) {
@@ -151,18 +192,23 @@ impl Ring {
     /// [`Ring::push`], so no frame falls between the cached GOP and live.
     pub(crate) fn join(&self, cfg: &BusConfig) -> Cursor {
         match self.cached_gop(cfg) {
-            Some(sync) => Cursor {
-                next: sync.seq,
-                pending_config: sync.config.clone(),
-                awaiting_sync: false,
-                ..Cursor::default()
-            },
+            Some(sync) => Cursor { next: sync.seq, pending_config: sync.config.clone(), ..Cursor::default() },
             None => Cursor {
                 next: self.head(),
                 pending_config: self.config.clone(),
                 awaiting_sync: true,
                 ..Cursor::default()
             },
+        }
+    }
+
+    /// Appends frames `from..to` to `out` as whole runs.
+    fn append_runs(&self, mut from: u64, to: u64, out: &mut Batch) {
+        while from < to {
+            let (chunk, i) = self.locate(from);
+            let n = (CHUNK - i).min((to - from) as usize);
+            out.push_run(chunk, i, i + n);
+            from += n as u64;
         }
     }
 }
@@ -222,13 +268,7 @@ pub(crate) enum DrainOutcome {
 impl Cursor {
     /// Appends to `out` what is available, at most `max` frames, in order:
     /// pending configuration, then frames from the ring.
-    pub(crate) fn drain(
-        &mut self,
-        ring: &Ring,
-        cfg: &BusConfig,
-        out: &mut Vec<SharedFrame>,
-        max: usize,
-    ) -> DrainOutcome {
+    pub(crate) fn drain(&mut self, ring: &Ring, cfg: &BusConfig, out: &mut Batch, max: usize) -> DrainOutcome {
         let head = ring.head();
         let mut outcome = DrainOutcome::Ok;
         if self.next < ring.base || head - self.next > cfg.lag_limit_frames as u64 {
@@ -241,37 +281,37 @@ impl Cursor {
             self.skips += 1;
             outcome = DrainOutcome::Skipped { dropped };
         }
-        let start_len = out.len();
+        let mut room = max;
         for ty in CONFIG_ORDER {
-            if out.len() - start_len >= max {
+            if room == 0 {
                 return outcome;
             }
             if let Some((_, cfg_frame)) = self.pending_config[ty.index()].take() {
-                out.push(cfg_frame);
+                out.push_single(cfg_frame);
+                room -= 1;
             }
         }
-        let avail = (head - self.next) as usize;
-        let room = max - (out.len() - start_len);
-        let take = avail.min(room);
-        let first = (self.next - ring.base) as usize;
-        let frames = ring.frames.range(first..first + take);
+        let take = ((head - self.next) as usize).min(room) as u64;
+        let end = self.next + take;
         if self.awaiting_sync {
-            for f in frames {
+            for seq in self.next..end {
+                let (chunk, i) = ring.locate(seq);
+                let Some(f) = chunk.get(i) else { continue };
                 if self.awaiting_sync && is_sync_point(f, ring.has_video) {
                     self.awaiting_sync = false;
                 }
                 // Configuration passes through a skip: it applies to the
                 // keyframe that ends it.
                 if !self.awaiting_sync || f.is_config() {
-                    out.push(f.clone());
+                    out.push_slot(chunk, i);
                 } else {
                     self.skipped_frames += 1;
                 }
             }
         } else {
-            out.extend(frames.cloned());
+            ring.append_runs(self.next, end, out);
         }
-        self.next += take as u64;
+        self.next = end;
         // Only a drain that reached the head without skipping shows the
         // subscriber keeps up; a skip straight to the head does not.
         if self.next == head && outcome == DrainOutcome::Ok {
@@ -298,8 +338,7 @@ impl Cursor {
         };
         let mut resent = 0;
         for (slot, c) in self.pending_config.iter_mut().zip(config) {
-            if let Some((seq, _)) = c.as_ref().filter(|(seq, _)| *seq >= from) {
-                debug_assert!(*seq < target);
+            if c.as_ref().is_some_and(|(seq, _)| *seq >= from) {
                 *slot = c.clone();
                 resent += 1;
             }
@@ -330,16 +369,16 @@ mod tests {
         }
     }
 
-    fn video(n: i64, key: bool) -> SharedFrame {
+    fn video(n: i64, key: bool) -> MediaFrame {
         let f = MediaFrame::new(CodecId::H264, Bytes::from(vec![0u8; 10])).with_timestamps(n, n, Timebase::MILLIS);
-        Arc::new(if key { f.with_flags(FrameFlags::KEYFRAME) } else { f })
+        if key { f.with_flags(FrameFlags::KEYFRAME) } else { f }
     }
 
-    fn config(ty: CodecId) -> SharedFrame {
-        Arc::new(MediaFrame::new(ty, Bytes::from_static(b"cfg")).with_flags(FrameFlags::CONFIG))
+    fn config(ty: CodecId) -> MediaFrame {
+        MediaFrame::new(ty, Bytes::from_static(b"cfg")).with_flags(FrameFlags::CONFIG)
     }
 
-    fn pts(v: &[SharedFrame]) -> Vec<i64> {
+    fn pts(v: &Batch) -> Vec<i64> {
         v.iter().map(|f| if f.is_config() { -1 } else { f.pts }).collect()
     }
 
@@ -352,7 +391,7 @@ mod tests {
             ring.push(video(n, n == 0 || n == 3));
         }
         let mut cur = ring.join(&c);
-        let mut out = Vec::new();
+        let mut out = Batch::new();
         assert_eq!(cur.drain(&ring, &c, &mut out, usize::MAX), DrainOutcome::Ok);
         assert_eq!(pts(&out), [-1, 3, 4]);
         ring.push(video(5, false));
@@ -371,7 +410,7 @@ mod tests {
         let mut cur = ring.join(&c);
         ring.push(video(4, false));
         ring.push(video(5, true));
-        let mut out = Vec::new();
+        let mut out = Batch::new();
         cur.drain(&ring, &c, &mut out, usize::MAX);
         assert_eq!(pts(&out), [5]);
         assert_eq!(cur.skipped_frames, 1);
@@ -398,7 +437,7 @@ mod tests {
         for n in 1..20 {
             ring.push(video(n, n % 4 == 0));
         }
-        let mut out = Vec::new();
+        let mut out = Batch::new();
         let r = cur.drain(&ring, &c, &mut out, 1);
         assert_eq!(r, DrainOutcome::Skipped { dropped: 16 });
         assert_eq!(pts(&out), [16]);
@@ -423,14 +462,10 @@ mod tests {
         let mut ring = Ring::new(&c);
         ring.push(config(CodecId::Aac));
         for n in 0..3 {
-            ring.push(Arc::new(MediaFrame::new(CodecId::Aac, Bytes::from_static(b"a")).with_timestamps(
-                n,
-                n,
-                Timebase::MILLIS,
-            )));
+            ring.push(MediaFrame::new(CodecId::Aac, Bytes::from_static(b"a")).with_timestamps(n, n, Timebase::MILLIS));
         }
         let mut cur = ring.join(&c);
-        let mut out = Vec::new();
+        let mut out = Batch::new();
         cur.drain(&ring, &c, &mut out, usize::MAX);
         assert_eq!(pts(&out), [-1, 2]);
     }
@@ -439,16 +474,14 @@ mod tests {
     fn max_limits_a_batch_including_config() {
         let c = cfg();
         let mut ring = Ring::new(&c);
-        ring.push(Arc::new(
-            MediaFrame::new(CodecId::Metadata, Bytes::from_static(b"m")).with_flags(FrameFlags::CONFIG),
-        ));
+        ring.push(MediaFrame::new(CodecId::Metadata, Bytes::from_static(b"m")).with_flags(FrameFlags::CONFIG));
         ring.push(config(CodecId::H264));
         ring.push(video(0, true));
         ring.push(video(1, false));
         let mut cur = ring.join(&c);
-        let mut out = Vec::new();
+        let mut out = Batch::new();
         cur.drain(&ring, &c, &mut out, 1);
-        assert_eq!(out[0].codec, CodecId::Metadata);
+        assert_eq!(out.iter().next().unwrap().codec, CodecId::Metadata);
         cur.drain(&ring, &c, &mut out, 2);
         assert_eq!(pts(&out), [-1, -1, 0]);
         assert!(!cur.is_caught_up(&ring));
