@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use arcly_core::bus::{self, Batch, BusConfig, StreamPublisher};
+use arcly_core::bus::{self, Batch, BatchClock, BusConfig, StreamPublisher};
 use arcly_core::frame::{CodecId, FrameFlags, MediaFrame, Timebase};
 use bytes::Bytes;
 use tokio::runtime::Runtime;
@@ -184,8 +184,10 @@ pub struct LiveRate {
     pub cpu: Duration,
     /// Wall time of the run.
     pub wall: Duration,
-    /// Frames delivered to subscribers.
+    /// Frames published in the measured window and delivered to subscribers.
     pub delivered: u64,
+    /// Frames published in the measured window.
+    pub published: u64,
 }
 
 impl LiveRate {
@@ -195,10 +197,26 @@ impl LiveRate {
     }
 }
 
+/// How live-rate subscribers wait for their next batch window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pacing {
+    /// Each subscriber sleeps on its own tokio timer.
+    TimerPerSubscriber,
+    /// All subscribers wait on one shared [`BatchClock`].
+    SharedClock,
+}
+
 /// One publisher at `fps` frames per second and `subscribers` tasks that
-/// each wake once per `window`, drain everything available and sleep again,
-/// for `duration` of wall time.
-pub fn live_rate(subscribers: usize, fps: u32, window: Duration, duration: Duration, frame_size: usize) -> LiveRate {
+/// each wake once per `window`, drain everything available and wait for the
+/// next window, for `duration` of wall time.
+pub fn live_rate(
+    subscribers: usize,
+    fps: u32,
+    window: Duration,
+    duration: Duration,
+    frame_size: usize,
+    pacing: Pacing,
+) -> LiveRate {
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(workers()).enable_all().build().expect("runtime");
     let delivered = Arc::new(AtomicUsize::new(0));
@@ -208,19 +226,31 @@ pub fn live_rate(subscribers: usize, fps: u32, window: Duration, duration: Durat
         publisher.publish(frame(0, frame_size, &payload));
         let mut tasks = Vec::with_capacity(subscribers);
         let epoch = tokio::time::Instant::now();
+        let clock = BatchClock::start(window);
         for _ in 0..subscribers {
             let mut sub = handle.subscribe();
             let delivered = delivered.clone();
+            let mut pacer = clock.pacer();
             tasks.push(tokio::spawn(async move {
                 let mut batch = Batch::new();
                 let mut tick = epoch;
+                let mut got = 0;
                 loop {
                     match sub.recv_batch(&mut batch, usize::MAX).await {
                         Ok(n) => {
-                            delivered.fetch_add(n, Ordering::Relaxed);
+                            // Counted per task: a counter shared by every
+                            // task would cost more than the delivery.
+                            got += n;
                             batch.clear();
                         }
-                        Err(_) => return,
+                        Err(_) => {
+                            delivered.fetch_add(got, Ordering::Relaxed);
+                            return;
+                        }
+                    }
+                    if pacing == Pacing::SharedClock {
+                        pacer.tick().await;
+                        continue;
                     }
                     // Sleep to the next window boundary: all subscribers
                     // share the boundaries, as a player's write timer would.
@@ -237,7 +267,6 @@ pub fn live_rate(subscribers: usize, fps: u32, window: Duration, duration: Durat
         let period = Duration::from_secs(1) / fps;
         let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-        delivered.store(0, Ordering::Relaxed);
         let (cpu0, wall0) = (process_cpu_time(), Instant::now());
         let mut seq = 1;
         while wall0.elapsed() < duration {
@@ -245,16 +274,15 @@ pub fn live_rate(subscribers: usize, fps: u32, window: Duration, duration: Durat
             publisher.publish(frame(seq, frame_size, &payload));
             seq += 1;
         }
-        let result = LiveRate {
-            cpu: process_cpu_time() - cpu0,
-            wall: wall0.elapsed(),
-            delivered: delivered.load(Ordering::Relaxed) as u64,
-        };
+        let (cpu, wall) = (process_cpu_time() - cpu0, wall0.elapsed());
         drop(publisher);
         for t in tasks {
             let _ = t.await;
         }
-        result
+        // Every subscriber also received frame 0, published before the
+        // measured window.
+        let delivered = (delivered.load(Ordering::Relaxed) - subscribers) as u64;
+        LiveRate { cpu, wall, delivered, published: seq - 1 }
     })
 }
 

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use arcly_benches::{Fanout, FanoutRig, live_rate};
+use arcly_benches::{Fanout, FanoutRig, Pacing, live_rate};
 
 /// Deliveries measured per case (at least; whole rounds).
 const DELIVERIES: u64 = 20_000_000;
@@ -24,6 +24,14 @@ fn measure(kind: Fanout, burst: bool, subscribers: usize, size: usize) -> (f64, 
 }
 
 fn main() {
+    let live_only = std::env::args().any(|a| a == "--live-only");
+    if !live_only {
+        fanout_table();
+    }
+    live_table();
+}
+
+fn fanout_table() {
     println!(
         "| frame | subscribers | arcly `publish` ns | arcly `publish_many` ns | broadcast ns | broadcast / arcly `publish` | broadcast / arcly `publish_many` | arcly `publish_many` deliveries/s |"
     );
@@ -43,17 +51,24 @@ fn main() {
         }
     }
     println!();
+}
+
+fn live_table() {
     let window = Duration::from_millis(100);
-    let r = live_rate(10_000, 30, window, Duration::from_secs(10), 12_500);
     println!(
-        "| live rate | subscribers | batch window | CPU, % of one core | frames delivered | frames published x subscribers |"
+        "| live rate | subscribers | batch window | pacing | CPU, % of one core | frames delivered | frames published x subscribers |"
     );
-    println!("|---|---|---|---|---|---|");
-    println!(
-        "| 30 fps, 12.5 KB frames, 10 s | 10000 | {} ms | {:.2}% | {} | {} |",
-        window.as_millis(),
-        r.core_percent(),
-        r.delivered,
-        (r.wall.as_secs_f64() * 30.0).round() as u64 * 10_000
-    );
+    println!("|---|---|---|---|---|---|---|");
+    for (name, pacing) in
+        [("timer per subscriber", Pacing::TimerPerSubscriber), ("shared `BatchClock`", Pacing::SharedClock)]
+    {
+        let r = live_rate(10_000, 30, window, Duration::from_secs(10), 12_500, pacing);
+        println!(
+            "| 30 fps, 12.5 KB frames, 10 s | 10000 | {} ms | {name} | {:.2}% | {} | {} |",
+            window.as_millis(),
+            r.core_percent(),
+            r.delivered,
+            r.published * 10_000
+        );
+    }
 }

@@ -28,7 +28,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audit::{AuditAction, AuditEvent, AuditPipeline, AuditSink};
 use crate::auth::{Action, AllowAll, AuthRequest, Credentials, StreamAuthenticator};
-use crate::bus::{self, BusConfig, EventBus, StreamEvent, StreamHandle, StreamPublisher, StreamQos, Subscriber};
+use crate::bus::{
+    self, BatchClock, BusConfig, EventBus, StreamEvent, StreamHandle, StreamPublisher, StreamQos, Subscriber,
+};
 use crate::error::{Result, StreamError};
 use crate::health::{HealthRegistry, HealthReport, HealthStatus};
 use crate::identity::{AppName, StreamId};
@@ -228,6 +230,7 @@ impl EngineBuilder {
             published: Notify::new(),
             next_session: AtomicU64::new(1),
             shutdown: CancellationToken::new(),
+            clocks: Mutex::new(HashMap::new()),
         });
         let engine = Engine { inner };
         engine.register_builtin_health();
@@ -293,6 +296,7 @@ struct Inner {
     published: Notify,
     next_session: AtomicU64,
     shutdown: CancellationToken,
+    clocks: Mutex<HashMap<Duration, BatchClock>>,
 }
 
 /// The kernel: see the [module documentation](self).
@@ -354,6 +358,14 @@ impl Engine {
     /// The settings that apply to `app`, if it may be used.
     pub fn app(&self, app: &AppName) -> Option<&AppSpec> {
         self.inner.apps.get(app).or(self.inner.any_app.as_ref())
+    }
+
+    /// The engine's shared [`BatchClock`] for `window`, started on first use
+    /// (so the first call must be made within a tokio runtime). Players that
+    /// write once per batch window wait on it instead of a timer each.
+    pub fn batch_clock(&self, window: Duration) -> BatchClock {
+        let mut clocks = self.inner.clocks.lock().unwrap_or_else(|e| e.into_inner());
+        clocks.entry(window).or_insert_with(|| BatchClock::start(window)).clone()
     }
 
     /// Lifecycle events of every stream.

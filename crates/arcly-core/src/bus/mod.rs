@@ -21,7 +21,8 @@
 //!   evicted. Publishing never waits for a subscriber and a stalled one holds
 //!   no memory beyond the shared buffer.
 //! - **Batches.** [`Subscriber::recv_batch`] returns everything available in
-//!   one call, so a player can wake once per batch window.
+//!   one call, so a player can wake once per batch window; a [`BatchClock`]
+//!   gives all players on one window a single shared timer.
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -43,6 +44,7 @@
 //! ```
 
 mod batch;
+mod clock;
 mod events;
 mod qos;
 mod ring;
@@ -53,6 +55,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::task::Poll;
 
 pub use batch::{Batch, FrameRef, Iter};
+pub use clock::{BatchClock, Pacer};
 pub use events::{EventBus, StreamEvent, SubscriberId};
 pub use qos::StreamQos;
 

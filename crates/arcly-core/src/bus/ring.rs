@@ -192,9 +192,12 @@ impl Ring {
     /// [`Ring::push`], so no frame falls between the cached GOP and live.
     pub(crate) fn join(&self, cfg: &BusConfig) -> Cursor {
         match self.cached_gop(cfg) {
-            Some(sync) => Cursor { next: sync.seq, pending_config: sync.config.clone(), ..Cursor::default() },
+            Some(sync) => {
+                Cursor { next: sync.seq, joined_at: sync.seq, pending_config: sync.config.clone(), ..Cursor::default() }
+            }
             None => Cursor {
                 next: self.head(),
+                joined_at: self.head(),
                 pending_config: self.config.clone(),
                 awaiting_sync: true,
                 ..Cursor::default()
@@ -235,6 +238,8 @@ const CONFIG_ORDER: [FrameType; 3] = [FrameType::Data, FrameType::Video, FrameTy
 pub(crate) struct Cursor {
     /// Sequence number of the next frame to read.
     pub(crate) next: u64,
+    /// `next` when the subscriber joined.
+    joined_at: u64,
     /// Configuration to deliver before any frame.
     pending_config: ConfigSet,
     /// Dropping frames until the next sync point.
@@ -337,14 +342,20 @@ impl Cursor {
             }
         };
         let mut resent = 0;
+        let mut superseded = 0;
         for (slot, c) in self.pending_config.iter_mut().zip(config) {
             if c.as_ref().is_some_and(|(seq, _)| *seq >= from) {
+                // A config still pending from an earlier skip was counted as
+                // delivered then; replaced now, it is dropped after all.
+                if slot.as_ref().is_some_and(|(seq, _)| *seq >= self.joined_at) {
+                    superseded += 1;
+                }
                 *slot = c.clone();
                 resent += 1;
             }
         }
         self.next = target;
-        target - from - resent
+        target - from - resent + superseded
     }
 
     /// True when no frame or configuration is waiting for this cursor.

@@ -100,7 +100,10 @@ fn check_deliveries(got: &[FrameRef], start: u64, end: u64, skipped: u64, evicte
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    // 256 cases by default; PROPTEST_CASES raises it for a longer hunt.
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256)
+    ))]
 
     /// For any frames, join point and polling pattern: config, then a sync
     /// point, then frames in order with no duplicate and no gap except

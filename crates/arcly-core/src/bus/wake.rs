@@ -5,14 +5,16 @@
 //! [`WaitSet`] (once, however often it is polled); the publisher, after
 //! appending frames, takes every registered slot and wakes it. The set is
 //! sharded so subscribers registering on different cores rarely meet on
-//! one lock, and publishing costs one atomic load when nobody waits.
+//! one lock, and publishing costs one atomic load per shard when nobody
+//! waits (no counter shared by all registrations: that one cache line,
+//! written by every core on every registration, cost more than the rest).
 //!
 //! A subscriber registers *before* looking at the buffer a last time, and
 //! the publisher looks at the set *after* appending under the buffer's lock,
 //! so a frame is never published between a subscriber's last look and its
 //! registration without that subscriber being woken.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
 
@@ -26,18 +28,19 @@ pub(crate) struct WaitSlot {
     queued: AtomicBool,
 }
 
-/// The subscribers waiting for the next frame.
-#[derive(Debug)]
-pub(crate) struct WaitSet {
-    shards: [Mutex<Vec<Arc<WaitSlot>>>; SHARDS],
-    /// Slots in all shards: lets the publisher skip the shards when zero.
-    waiting: AtomicUsize,
+/// One shard of a [`WaitSet`].
+#[derive(Debug, Default)]
+struct Shard {
+    slots: Mutex<Vec<Arc<WaitSlot>>>,
+    /// True while `slots` may be non-empty; set by the registration that
+    /// makes it non-empty, so the waker can skip empty shards without a lock.
+    occupied: AtomicBool,
 }
 
-impl Default for WaitSet {
-    fn default() -> Self {
-        Self { shards: std::array::from_fn(|_| Mutex::new(Vec::new())), waiting: AtomicUsize::new(0) }
-    }
+/// The subscribers waiting for the next frame.
+#[derive(Debug, Default)]
+pub(crate) struct WaitSet {
+    shards: [Shard; SHARDS],
 }
 
 impl WaitSet {
@@ -51,31 +54,33 @@ impl WaitSet {
         }
         if !slot.queued.swap(true, Ordering::AcqRel) {
             let shard = &self.shards[id as usize % SHARDS];
-            shard.lock().unwrap_or_else(|e| e.into_inner()).push(slot.clone());
-            self.waiting.fetch_add(1, Ordering::AcqRel);
+            let mut slots = shard.slots.lock().unwrap_or_else(|e| e.into_inner());
+            if slots.is_empty() {
+                shard.occupied.store(true, Ordering::Release);
+            }
+            slots.push(slot.clone());
         }
     }
 
     /// Wakes every registered slot and empties the set.
     pub(crate) fn wake_all(&self) {
-        if self.waiting.load(Ordering::Acquire) == 0 {
-            return;
-        }
         let mut taken = Vec::new();
         for shard in &self.shards {
-            let mut list = shard.lock().unwrap_or_else(|e| e.into_inner());
-            if list.is_empty() {
+            if !shard.occupied.load(Ordering::Acquire) {
                 continue;
             }
+            let mut list = shard.slots.lock().unwrap_or_else(|e| e.into_inner());
+            shard.occupied.store(false, Ordering::Release);
             std::mem::swap(&mut taken, &mut *list);
             drop(list);
-            self.waiting.fetch_sub(taken.len(), Ordering::AcqRel);
             // Wake outside the shard lock: waking schedules a task.
             for slot in taken.drain(..) {
                 slot.queued.store(false, Ordering::Release);
-                let waker = slot.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
-                if let Some(w) = waker {
-                    w.wake();
+                // The waker stays in the slot: a subscriber is polled by the
+                // same task next time, and cloning a waker is a reference
+                // count that both cores would write.
+                if let Some(w) = slot.waker.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                    w.wake_by_ref();
                 }
             }
         }
@@ -105,7 +110,8 @@ mod tests {
         for _ in 0..1000 {
             set.register(&slot, 7, &waker);
         }
-        assert_eq!(set.waiting.load(Ordering::Relaxed), 1);
+        let queued: usize = set.shards.iter().map(|s| s.slots.lock().unwrap().len()).sum();
+        assert_eq!(queued, 1);
         set.wake_all();
         set.wake_all();
         assert_eq!(count.0.load(Ordering::Relaxed), 1);
