@@ -14,6 +14,7 @@ const STEPS: &[Step] = &[
     ("clippy", clippy),
     ("features", features),
     ("tests", tests),
+    ("loom", loom),
     ("docs", docs),
     ("deny", deny),
     ("fuzz", fuzz),
@@ -68,6 +69,15 @@ fn tests(root: &Path) -> Result<()> {
     ensure_tool(root, "nextest", "cargo-nextest")?;
     exec(cargo(root, "nextest run --workspace --locked --no-fail-fast"))?;
     exec(cargo(root, "test --workspace --doc --locked"))
+}
+
+/// The model-checked tests of the bus's wake-up protocol (`--cfg
+/// arcly_loom`), in a target directory of their own so the cfg change does
+/// not invalidate the main build.
+fn loom(root: &Path) -> Result<()> {
+    let mut test = cargo(root, "test --package arcly-core --lib --release --locked loom_tests");
+    test.env("RUSTFLAGS", "--cfg arcly_loom").env("CARGO_TARGET_DIR", root.join("target/loom"));
+    exec(test)
 }
 
 fn docs(root: &Path) -> Result<()> {

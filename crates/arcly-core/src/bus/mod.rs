@@ -62,7 +62,7 @@ pub use qos::StreamQos;
 use crate::frame::{CodecId, FrameType, MediaFrame};
 use crate::identity::StreamId;
 use ring::{Cursor, DrainOutcome, Ring};
-use wake::{WaitSet, WaitSlot};
+use wake::{SlotRef, WaitSet};
 
 /// Bounds of a stream's buffer and of its subscribers' lag.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -269,7 +269,7 @@ impl StreamHandle {
         let id = c.next_subscriber.fetch_add(1, Ordering::Relaxed);
         c.subscribers.fetch_add(1, Ordering::Relaxed);
         self.shared.emit(|| StreamEvent::SubscriberJoined { stream: self.shared.id.clone(), subscriber: id });
-        Subscriber { shared: self.shared.clone(), cursor, id, evicted: false, slot: Arc::default() }
+        Subscriber { shared: self.shared.clone(), cursor, id, evicted: false, slot: wake::new_slot() }
     }
 
     /// True once the stream was closed.
@@ -334,7 +334,7 @@ pub struct Subscriber {
     cursor: Cursor,
     id: SubscriberId,
     evicted: bool,
-    slot: Arc<WaitSlot>,
+    slot: SlotRef,
 }
 
 impl Subscriber {

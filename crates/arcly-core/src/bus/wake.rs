@@ -14,22 +14,47 @@
 //! so a frame is never published between a subscriber's last look and its
 //! registration without that subscriber being woken.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::Waker;
+
+// Under `--cfg arcly_loom` the model checker's types replace std's, so the
+// registration protocol below is checked by `loom` (see `loom_tests`).
+#[cfg(arcly_loom)]
+use loom::sync::{
+    Arc, Mutex,
+    atomic::{AtomicBool, Ordering},
+};
+#[cfg(not(arcly_loom))]
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicBool, Ordering},
+};
 
 const SHARDS: usize = 16;
 
+/// How a subscriber holds its slot (a model-checked `Arc` under loom).
+pub(crate) type SlotRef = Arc<WaitSlot>;
+
+/// A new, unregistered slot.
+pub(crate) fn new_slot() -> SlotRef {
+    Arc::new(WaitSlot::default())
+}
+
 /// One subscriber's registration.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct WaitSlot {
     waker: Mutex<Option<Waker>>,
     /// True while the slot is in the set.
     queued: AtomicBool,
 }
 
+impl Default for WaitSlot {
+    fn default() -> Self {
+        Self { waker: Mutex::new(None), queued: AtomicBool::new(false) }
+    }
+}
+
 /// One shard of a [`WaitSet`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shard {
     slots: Mutex<Vec<Arc<WaitSlot>>>,
     /// True while `slots` may be non-empty; set by the registration that
@@ -38,9 +63,17 @@ struct Shard {
 }
 
 /// The subscribers waiting for the next frame.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct WaitSet {
     shards: [Shard; SHARDS],
+}
+
+impl Default for WaitSet {
+    fn default() -> Self {
+        Self {
+            shards: std::array::from_fn(|_| Shard { slots: Mutex::new(Vec::new()), occupied: AtomicBool::new(false) }),
+        }
+    }
 }
 
 impl WaitSet {
@@ -87,7 +120,80 @@ impl WaitSet {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, arcly_loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::RwLock;
+    use std::task::Wake;
+
+    /// A waker that records being woken, visible to the model checker.
+    struct Flag(AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+        fn wake_by_ref(self: &std::sync::Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// The bus protocol: the publisher appends under the buffer's write lock
+    /// then wakes the set; the subscriber registers then looks at the buffer
+    /// under its read lock. In every interleaving the subscriber either sees
+    /// the frame or is woken.
+    #[test]
+    fn no_lost_wakeup() {
+        loom::model(|| {
+            let set = Arc::new(WaitSet::default());
+            let head = Arc::new(RwLock::new(0u64));
+            let publisher = {
+                let (set, head) = (set.clone(), head.clone());
+                loom::thread::spawn(move || {
+                    *head.write().unwrap() = 1;
+                    set.wake_all();
+                })
+            };
+            let flag = std::sync::Arc::new(Flag(AtomicBool::new(false)));
+            let waker = Waker::from(flag.clone());
+            let slot = Arc::new(WaitSlot::default());
+            set.register(&slot, 3, &waker);
+            let saw_frame = *head.read().unwrap() == 1;
+            publisher.join().unwrap();
+            assert!(saw_frame || flag.0.load(Ordering::SeqCst), "lost wake-up");
+        });
+    }
+
+    /// Two wake-ups racing a re-registration never lose the second frame.
+    #[test]
+    fn reregistration_races_wake() {
+        loom::model(|| {
+            let set = Arc::new(WaitSet::default());
+            let flag = std::sync::Arc::new(Flag(AtomicBool::new(false)));
+            let waker = Waker::from(flag.clone());
+            let slot = Arc::new(WaitSlot::default());
+            set.register(&slot, 1, &waker);
+            let head = Arc::new(RwLock::new(0u64));
+            let publisher = {
+                let (set, head) = (set.clone(), head.clone());
+                loom::thread::spawn(move || {
+                    for n in 1..=2 {
+                        *head.write().unwrap() = n;
+                        set.wake_all();
+                    }
+                })
+            };
+            // Woken (or not yet): take the flag, register again, look again.
+            flag.0.store(false, Ordering::SeqCst);
+            set.register(&slot, 1, &waker);
+            let seen = *head.read().unwrap();
+            publisher.join().unwrap();
+            assert!(seen == 2 || flag.0.load(Ordering::SeqCst), "lost wake-up after re-registering");
+        });
+    }
+}
+
+#[cfg(all(test, not(arcly_loom)))]
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicU32;
