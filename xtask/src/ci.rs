@@ -13,6 +13,7 @@ const STEPS: &[Step] = &[
     ("fmt", fmt),
     ("clippy", clippy),
     ("features", features),
+    ("peers", peers),
     ("tests", tests),
     ("loom", loom),
     ("docs", docs),
@@ -61,6 +62,46 @@ fn features(root: &Path) -> Result<()> {
         exec(cargo(root, &format!("check --package {name} --all-features --locked")))?;
     }
     Ok(())
+}
+
+/// The real peers the tests run against, from Debian packages: installed
+/// with apt-get when missing and running as root, else a failure that names
+/// the package. Tests never skip for want of a peer.
+fn peers(root: &Path) -> Result<()> {
+    // (command to probe, Debian package)
+    const PEERS: &[(&str, &str)] = &[("ffprobe", "ffmpeg"), ("ffmpeg", "ffmpeg")];
+    let missing: Vec<&str> = PEERS
+        .iter()
+        .filter(|(tool, _)| {
+            !Command::new(tool)
+                .arg("-version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .map(|&(_, package)| package)
+        .collect();
+    if missing.is_empty() {
+        println!("peers present: {}", PEERS.iter().map(|(t, _)| *t).collect::<Vec<_>>().join(", "));
+        return Ok(());
+    }
+    let mut packages = missing.clone();
+    packages.dedup();
+    if !is_root() {
+        return Err(format!("missing Debian packages: {} (run as root to install them)", packages.join(" ")).into());
+    }
+    let mut update = Command::new("apt-get");
+    update.current_dir(root).args(["-q", "update"]);
+    exec(update)?;
+    let mut install = Command::new("apt-get");
+    install.current_dir(root).args(["-q", "-y", "install", "--no-install-recommends"]).args(&packages);
+    install.env("DEBIAN_FRONTEND", "noninteractive");
+    exec(install)
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 /// Unit, integration and tidy tests under nextest, then doctests (which

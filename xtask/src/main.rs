@@ -20,7 +20,8 @@ Usage: cargo xtask <command>
 
 Commands:
   ci      run every CI check in order, stopping at the first failure:
-          fmt, clippy, features, tests, loom, docs, deny, fuzz
+          fmt, clippy, features, peers, tests, loom, docs,
+          deny, fuzz
   help    print this text
 ";
 

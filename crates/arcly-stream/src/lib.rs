@@ -15,14 +15,30 @@
 //!
 //! # Features
 //! `default` is empty: the kernel alone. `full` enables every optional
-//! crate. Protocol and media features (`rtmp`, `hls`, `mpegts`, `fmp4`,
-//! `codec`, ...) are added as their crates land; see the README.
+//! crate.
+//!
+//! | feature | brings in |
+//! |---|---|
+//! | `codec` | `codec` (`arcly-codec`) with H.264 and AAC |
+//! | `codec-h265`, `codec-av1`, `codec-vp9`, `codec-vvc`, `codec-opus` | that codec's parsers |
+//! | `codecs-all` | every codec |
+//! | `flv`, `mpegts`, `fmp4` | `mux` (`arcly-mux`) with that container (AMF0 always) |
+//!
+//! Protocol features (`rtmp`, `hls`, `srt`, ...) are added as their crates
+//! land.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub use arcly_core;
 pub use arcly_core::{audit, auth, bus, cluster, engine, error, frame, health, identity, inbound, observe, testing};
 pub use arcly_core::{traits, transcode};
+
+/// Codec parsers: the `arcly-codec` crate.
+#[cfg(feature = "_codec")]
+pub use arcly_codec as codec;
+/// Containers (FLV and AMF0, MPEG-TS, fMP4): the `arcly-mux` crate.
+#[cfg(feature = "_mux")]
+pub use arcly_mux as mux;
 
 // The README's examples are compiled as doctests.
 #[cfg(doctest)]
