@@ -43,13 +43,24 @@ use crate::traits::{MediaSource, ProtocolHandler};
 pub struct AppSpec {
     name: String,
     bus: BusConfig,
+    republish_grace: Duration,
 }
 
 impl AppSpec {
     /// An application with default bounds ([`BusConfig::default`]). The
     /// name is validated when the engine is built.
     pub fn new(name: impl Into<String>) -> Self {
-        Self { name: name.into(), bus: BusConfig::default() }
+        Self { name: name.into(), bus: BusConfig::default(), republish_grace: Duration::ZERO }
+    }
+
+    /// How long a stream outlives its publisher, waiting for a publisher to
+    /// take it over under the same key (default 0: it ends at once). While
+    /// it waits, players stay subscribed; when a publisher comes back they
+    /// go on receiving, from a frame flagged
+    /// [`DISCONTINUITY`](crate::frame::FrameFlags::DISCONTINUITY).
+    pub fn republish_grace(mut self, grace: Duration) -> Self {
+        self.republish_grace = grace;
+        self
     }
 
     /// The GOP cache size in frames (0 disables it).
@@ -258,6 +269,10 @@ struct Entry {
     started: Instant,
     /// Frames seen by the reaper's last pass, and when that count last moved.
     idle: (u64, Instant),
+    /// When the publisher left, while the stream waits for another.
+    orphaned_at: Option<Instant>,
+    /// The application's republish grace.
+    grace: Duration,
 }
 
 /// What the engine knows about a live stream.
@@ -276,6 +291,8 @@ pub struct StreamInfo {
     pub qos: StreamQos,
     /// Its video and audio codecs, once seen.
     pub codecs: (Option<crate::frame::CodecId>, Option<crate::frame::CodecId>),
+    /// False while the stream waits for a publisher to come back.
+    pub publishing: bool,
 }
 
 struct Inner {
@@ -407,6 +424,7 @@ impl Engine {
                 uptime: now.saturating_duration_since(e.started),
                 qos: e.handle.qos(),
                 codecs: e.handle.codecs(),
+                publishing: e.orphaned_at.is_none(),
             })
             .collect();
         list.sort_by(|a, b| a.id.cmp(&b.id));
@@ -492,11 +510,14 @@ impl Engine {
     ) -> Result<PublishSession> {
         match self.register(&stream, protocol, peer) {
             Ok((publisher, session)) => {
+                // Frames already on the bus: this publisher takes over a
+                // stream whose publisher left within the grace period.
+                let resumed = publisher.handle().frames_in() > 0;
                 self.inner.observer.publish_started(&stream, protocol, peer);
                 self.audit_event(|| AuditEvent::now(AuditAction::PublishStart, stream.clone(), protocol, peer));
                 self.inner.events.emit(StreamEvent::Published { stream: stream.clone(), protocol, peer });
                 self.inner.published.notify_waiters();
-                Ok(PublishSession::new(self.clone(), stream, session, publisher, protocol, peer))
+                Ok(PublishSession::new(self.clone(), stream, session, publisher, protocol, peer, resumed))
             }
             Err(e) => {
                 self.refused(&stream, Action::Publish, protocol, peer, &e.to_string());
@@ -651,6 +672,9 @@ impl Engine {
                 streams
                     .iter_mut()
                     .filter_map(|(id, e)| {
+                        if let Some(at) = e.orphaned_at {
+                            return (now.duration_since(at) >= e.grace).then(|| (id.clone(), e.session));
+                        }
                         let frames = e.handle.frames_in();
                         if frames != e.idle.0 {
                             e.idle = (frames, now);
@@ -704,8 +728,29 @@ impl PublishRegistry for Engine {
         }
         let spec = self.app(stream.app()).ok_or_else(|| StreamError::UnknownApp(stream.app().to_string()))?;
         let mut streams = self.streams_lock();
-        if streams.get(stream).is_some_and(|e| !e.handle.is_closed()) {
-            return Err(StreamError::AlreadyPublishing(stream.clone()));
+        let now = Instant::now();
+        if let Some(e) = streams.get_mut(stream).filter(|e| !e.handle.is_closed()) {
+            match e.orphaned_at {
+                None => return Err(StreamError::AlreadyPublishing(stream.clone())),
+                Some(at) if now.duration_since(at) < e.grace => {
+                    if let Some(publisher) = e.handle.attach() {
+                        let session = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
+                        *e = Entry {
+                            handle: e.handle.clone(),
+                            session,
+                            protocol,
+                            peer,
+                            started: e.started,
+                            idle: (e.handle.frames_in(), now),
+                            orphaned_at: None,
+                            grace: spec.republish_grace,
+                        };
+                        return Ok((publisher, session));
+                    }
+                }
+                // The grace period ran out before the reaper noticed.
+                Some(_) => e.handle.close("no publisher came back"),
+            }
         }
         let live = streams.values().filter(|e| !e.handle.is_closed()).count();
         if live >= self.inner.max_publishers {
@@ -713,8 +758,9 @@ impl PublishRegistry for Engine {
         }
         let (publisher, handle) = bus::stream(stream.clone(), spec.bus.clone(), Some(self.inner.events.clone()));
         let session = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
-        let now = Instant::now();
-        streams.insert(stream.clone(), Entry { handle, session, protocol, peer, started: now, idle: (0, now) });
+        let entry =
+            Entry { handle, session, protocol, peer, started: now, idle: (0, now), orphaned_at: None, grace: spec.republish_grace };
+        streams.insert(stream.clone(), entry);
         Ok((publisher, session))
     }
 
@@ -728,12 +774,51 @@ impl PublishRegistry for Engine {
         };
         if let Some(e) = removed {
             e.handle.close(reason);
-            self.inner.observer.publish_ended(stream, reason);
-            self.audit_event(|| {
-                AuditEvent::now(AuditAction::PublishEnd, stream.clone(), e.protocol, e.peer).with_reason(reason)
-            });
-            self.inner.events.emit(StreamEvent::Unpublished { stream: stream.clone(), reason: reason.to_owned() });
+            // An orphaned stream's publisher end was reported when it left.
+            if e.orphaned_at.is_none() {
+                self.publish_ended(stream, &e, reason);
+            }
         }
+    }
+}
+
+impl Engine {
+    /// Ends a publisher's session: the stream waits for another publisher
+    /// for the application's republish grace, or ends now.
+    pub(crate) fn release(&self, stream: &StreamId, session: u64, publisher: StreamPublisher, reason: &str) {
+        let orphaned = {
+            let mut streams = self.streams_lock();
+            match streams.get_mut(stream) {
+                Some(e) if e.session == session && !e.grace.is_zero() && !self.inner.shutdown.is_cancelled() => {
+                    // Detached under the table's lock: a publisher coming
+                    // back finds the stream ready to attach to.
+                    drop(publisher.detach());
+                    e.orphaned_at = Some(Instant::now());
+                    Ok((e.protocol, e.peer))
+                }
+                _ => Err(publisher),
+            }
+        };
+        match orphaned {
+            Ok((protocol, peer)) => {
+                tracing::info!(%stream, reason, "publisher left; stream waits for a publisher to come back");
+                self.publish_ended_parts(stream, protocol, peer, reason);
+            }
+            Err(publisher) => {
+                self.unregister(stream, session, reason);
+                drop(publisher);
+            }
+        }
+    }
+
+    fn publish_ended(&self, stream: &StreamId, e: &Entry, reason: &str) {
+        self.publish_ended_parts(stream, e.protocol, e.peer, reason);
+    }
+
+    fn publish_ended_parts(&self, stream: &StreamId, protocol: &'static str, peer: Option<SocketAddr>, reason: &str) {
+        self.inner.observer.publish_ended(stream, reason);
+        self.audit_event(|| AuditEvent::now(AuditAction::PublishEnd, stream.clone(), protocol, peer).with_reason(reason));
+        self.inner.events.emit(StreamEvent::Unpublished { stream: stream.clone(), reason: reason.to_owned() });
     }
 }
 

@@ -14,6 +14,7 @@
 use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
@@ -23,7 +24,7 @@ use crate::auth::Credentials;
 use crate::bus::{StreamHandle, StreamPublisher, Subscriber};
 use crate::engine::{Engine, PublishRegistry};
 use crate::error::{Result, StreamError};
-use crate::frame::MediaFrame;
+use crate::frame::{FrameFlags, MediaFrame};
 use crate::identity::{AppName, StreamId, StreamKey};
 
 /// An ingest protocol: a listener that accepts publishers.
@@ -67,16 +68,22 @@ impl IngestContext {
     }
 }
 
-/// A registered publisher. Dropping it ends the stream.
+/// A registered publisher. Dropping it ends the session: the stream ends,
+/// or waits for a publisher to come back during the application's
+/// [republish grace](crate::engine::AppSpec::republish_grace).
 #[derive(Debug)]
 pub struct PublishSession {
     engine: Engine,
     id: StreamId,
     session: u64,
-    publisher: StreamPublisher,
+    /// Taken only by `drop`.
+    publisher: Option<StreamPublisher>,
+    handle: StreamHandle,
     protocol: &'static str,
     peer: Option<SocketAddr>,
     end_reason: Mutex<Option<String>>,
+    /// The next frame is the first of a publisher that took over the stream.
+    discontinuity: AtomicBool,
 }
 
 impl PublishSession {
@@ -87,8 +94,29 @@ impl PublishSession {
         publisher: StreamPublisher,
         protocol: &'static str,
         peer: Option<SocketAddr>,
+        resumed: bool,
     ) -> Self {
-        Self { engine, id, session, publisher, protocol, peer, end_reason: Mutex::new(None) }
+        Self {
+            engine,
+            id,
+            session,
+            handle: publisher.handle(),
+            publisher: Some(publisher),
+            protocol,
+            peer,
+            end_reason: Mutex::new(None),
+            discontinuity: AtomicBool::new(resumed),
+        }
+    }
+
+    fn publisher(&self) -> Result<&StreamPublisher> {
+        self.publisher.as_ref().ok_or_else(|| StreamError::Closed(format!("stream {} was closed", self.id)))
+    }
+
+    /// True if this session took over a stream whose publisher had left (see
+    /// [`AppSpec::republish_grace`](crate::engine::AppSpec::republish_grace)).
+    pub fn resumed(&self) -> bool {
+        self.discontinuity.load(Ordering::Relaxed)
     }
 
     /// The stream.
@@ -108,14 +136,17 @@ impl PublishSession {
 
     /// A handle to the stream.
     pub fn handle(&self) -> StreamHandle {
-        self.publisher.handle()
+        self.handle.clone()
     }
 
     /// Publishes a frame. Fails with [`StreamError::Closed`] once the stream
     /// was closed by the engine (idle timeout, shutdown): the protocol should
     /// then close the connection.
-    pub fn publish(&self, frame: MediaFrame) -> Result<()> {
-        if self.publisher.publish(frame) {
+    pub fn publish(&self, mut frame: MediaFrame) -> Result<()> {
+        if self.discontinuity.load(Ordering::Relaxed) && self.discontinuity.swap(false, Ordering::Relaxed) {
+            frame.flags |= FrameFlags::DISCONTINUITY;
+        }
+        if self.publisher()?.publish(frame) {
             Ok(())
         } else {
             Err(StreamError::Closed(format!("stream {} was closed", self.id)))
@@ -134,7 +165,10 @@ impl Drop for PublishSession {
         let reason = self.end_reason.get_mut().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_else(|| {
             if std::thread::panicking() { "publisher task panicked".to_owned() } else { "publisher left".to_owned() }
         });
-        self.engine.unregister(&self.id, self.session, &reason);
+        match self.publisher.take() {
+            Some(publisher) => self.engine.release(&self.id, self.session, publisher, &reason),
+            None => self.engine.unregister(&self.id, self.session, &reason),
+        }
     }
 }
 

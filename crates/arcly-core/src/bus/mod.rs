@@ -134,6 +134,10 @@ struct Shared {
     waiters: WaitSet,
     closed: AtomicBool,
     close_reason: std::sync::Mutex<Option<String>>,
+    /// A publisher is attached (see [`StreamPublisher::detach`]).
+    publishing: AtomicBool,
+    /// Bumped whenever a publisher detaches or attaches.
+    publisher_generation: AtomicU64,
     counters: Counters,
     events: Option<EventBus>,
 }
@@ -184,16 +188,20 @@ pub fn stream(id: StreamId, config: BusConfig, events: Option<EventBus>) -> (Str
         waiters: WaitSet::default(),
         closed: AtomicBool::new(false),
         close_reason: std::sync::Mutex::new(None),
+        publishing: AtomicBool::new(true),
+        publisher_generation: AtomicU64::new(0),
         counters: Counters::default(),
         events,
     });
-    (StreamPublisher { shared: shared.clone() }, StreamHandle { shared })
+    (StreamPublisher { shared: shared.clone(), detached: false }, StreamHandle { shared })
 }
 
-/// The publishing end of a stream. Dropping it ends the stream.
+/// The publishing end of a stream. Dropping it ends the stream, unless it
+/// was [detached](StreamPublisher::detach).
 #[derive(Debug)]
 pub struct StreamPublisher {
     shared: Arc<Shared>,
+    detached: bool,
 }
 
 impl StreamPublisher {
@@ -236,11 +244,26 @@ impl StreamPublisher {
     pub fn close(&self, reason: &str) {
         self.shared.close(reason);
     }
+
+    /// Leaves the stream open without a publisher, so that subscribers stay
+    /// and a new publisher can [attach](StreamHandle::attach) and go on
+    /// where this one stopped (a publisher reconnecting). Subscribers see
+    /// the change through [`Subscriber::recv_batch`] returning `Ok(0)` and
+    /// [`Subscriber::publisher_live`].
+    pub fn detach(mut self) -> StreamHandle {
+        self.detached = true;
+        self.shared.publishing.store(false, Ordering::Release);
+        self.shared.publisher_generation.fetch_add(1, Ordering::AcqRel);
+        self.shared.waiters.wake_all();
+        StreamHandle { shared: self.shared.clone() }
+    }
 }
 
 impl Drop for StreamPublisher {
     fn drop(&mut self) {
-        self.shared.close("publisher left");
+        if !self.detached {
+            self.shared.close("publisher left");
+        }
     }
 }
 
@@ -269,7 +292,31 @@ impl StreamHandle {
         let id = c.next_subscriber.fetch_add(1, Ordering::Relaxed);
         c.subscribers.fetch_add(1, Ordering::Relaxed);
         self.shared.emit(|| StreamEvent::SubscriberJoined { stream: self.shared.id.clone(), subscriber: id });
-        Subscriber { shared: self.shared.clone(), cursor, id, evicted: false, slot: wake::new_slot() }
+        let seen_generation = self.shared.publisher_generation.load(Ordering::Acquire);
+        Subscriber { shared: self.shared.clone(), cursor, id, evicted: false, slot: wake::new_slot(), seen_generation }
+    }
+
+    /// A publisher for a stream whose publisher [detached](StreamPublisher::detach);
+    /// `None` if a publisher is attached or the stream was closed. Publish
+    /// the new publisher's first frame with [`FrameFlags::DISCONTINUITY`](crate::frame::FrameFlags::DISCONTINUITY):
+    /// its timestamps do not continue the old ones.
+    pub fn attach(&self) -> Option<StreamPublisher> {
+        // Under the buffer's lock, so a close cannot slip in between.
+        let ring = self.shared.write();
+        if ring.closed
+            || self.shared.publishing.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_err()
+        {
+            return None;
+        }
+        drop(ring);
+        self.shared.publisher_generation.fetch_add(1, Ordering::AcqRel);
+        self.shared.waiters.wake_all();
+        Some(StreamPublisher { shared: self.shared.clone(), detached: false })
+    }
+
+    /// True while a publisher is attached.
+    pub fn is_publishing(&self) -> bool {
+        self.shared.publishing.load(Ordering::Acquire)
     }
 
     /// True once the stream was closed.
@@ -335,6 +382,8 @@ pub struct Subscriber {
     id: SubscriberId,
     evicted: bool,
     slot: SlotRef,
+    /// The publisher generation this subscriber last reported.
+    seen_generation: u64,
 }
 
 impl Subscriber {
@@ -346,6 +395,20 @@ impl Subscriber {
     /// The stream's identity.
     pub fn stream_id(&self) -> &StreamId {
         &self.shared.id
+    }
+
+    /// True while the stream has a publisher (it may be between publishers,
+    /// see [`StreamPublisher::detach`]).
+    pub fn publisher_live(&self) -> bool {
+        self.shared.publishing.load(Ordering::Acquire)
+    }
+
+    /// True, once, after the publisher detached or a new one attached.
+    fn publisher_changed(&mut self) -> bool {
+        let generation = self.shared.publisher_generation.load(Ordering::Acquire);
+        let changed = generation != self.seen_generation;
+        self.seen_generation = generation;
+        changed
     }
 
     /// Frames this subscriber did not receive because it fell behind.
@@ -384,31 +447,39 @@ impl Subscriber {
     }
 
     /// Waits until at least one frame is available, then appends every frame
-    /// available, at most `max`, to `out`. Returns how many (at least 1,
-    /// unless `max` is 0). Cancel-safe: dropping the future loses nothing.
+    /// available, at most `max`, to `out`. Returns how many: at least 1,
+    /// except `Ok(0)` when `max` is 0 or when the publisher left or a new one
+    /// took over since the last call (check [`Subscriber::publisher_live`]:
+    /// an RTMP player is then sent StreamEOF or StreamBegin). Cancel-safe:
+    /// dropping the future loses nothing.
     pub async fn recv_batch(&mut self, out: &mut Batch, max: usize) -> Result<usize, RecvError> {
         std::future::poll_fn(|cx| {
             let n = self.try_recv_batch(out, max)?;
-            if n > 0 || max == 0 {
+            if n > 0 || max == 0 || self.publisher_changed() {
                 return Poll::Ready(Ok(n));
             }
-            // Register, then look once more: a frame published in between
-            // is either seen now or wakes us (see the `wake` module).
+            // Register, then look once more: a frame published (or a
+            // publisher change) in between is either seen now or wakes us
+            // (see the `wake` module).
             self.shared.waiters.register(&self.slot, self.id, cx.waker());
             match self.try_recv_batch(out, max)? {
-                0 => Poll::Pending,
+                0 if !self.publisher_changed() => Poll::Pending,
                 n => Poll::Ready(Ok(n)),
             }
         })
         .await
     }
 
-    /// Waits for the next frame. Prefer [`Subscriber::recv_batch`] in
-    /// players: it costs one wake-up per batch instead of one per frame.
+    /// Waits for the next frame, across publisher changes. Prefer
+    /// [`Subscriber::recv_batch`] in players: it costs one wake-up per batch
+    /// instead of one per frame.
     pub async fn recv(&mut self) -> Result<FrameRef, RecvError> {
         let mut one = Batch::new();
-        self.recv_batch(&mut one, 1).await?;
-        one.to_refs().pop().ok_or_else(|| RecvError::Closed(self.shared.close_reason()))
+        loop {
+            if self.recv_batch(&mut one, 1).await? > 0 {
+                return one.to_refs().pop().ok_or_else(|| RecvError::Closed(self.shared.close_reason()));
+            }
+        }
     }
 
     fn on_skip(&self, dropped: u64) {

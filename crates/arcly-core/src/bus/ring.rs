@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use super::BusConfig;
 use super::batch::{Batch, CHUNK, Chunk};
-use crate::frame::{CodecId, FrameType, MediaFrame, Timebase};
+use crate::frame::{CodecId, FrameFlags, FrameType, MediaFrame, Timebase};
 
 /// The latest configuration frame per type, indexed by [`FrameType::index`],
 /// with its sequence number.
@@ -146,6 +146,11 @@ impl Ring {
             // Configuration is rare: a copy of the frame (not its payload)
             // lets the cache outlive the chunk.
             self.config[ty.index()] = Some((seq, Arc::new(frame.clone())));
+        }
+        if frame.flags.contains(FrameFlags::DISCONTINUITY) {
+            // A new publisher (or a source switch): the cached GOP belongs to
+            // the old timeline; joiners wait for the new one's keyframe.
+            self.sync = None;
         }
         if is_sync_point(&frame, self.has_video) {
             if ty == FrameType::Video {

@@ -387,3 +387,28 @@ async fn stress_concurrent_publish_and_drain() {
     }
     assert_eq!(handle.subscriber_count(), 0);
 }
+
+#[test]
+fn detach_keeps_subscribers_and_attach_resumes() {
+    let (publisher, handle) = stream(id(), BusConfig::default(), None);
+    publisher.publish(frame(0, Kind::Key, 4));
+    let mut sub = handle.subscribe();
+    let mut got = Batch::new();
+    assert_eq!(sub.try_recv_batch(&mut got, 10).unwrap(), 1);
+    assert!(handle.attach().is_none(), "a publisher is attached");
+    let handle = publisher.detach();
+    assert!(!handle.is_closed() && !handle.is_publishing() && !sub.publisher_live());
+    assert_eq!(sub.try_recv_batch(&mut got, 10).unwrap(), 0, "nothing to read, not closed");
+    let second = handle.attach().expect("free to attach");
+    assert!(handle.attach().is_none(), "one publisher at a time");
+    second.publish(frame(1, Kind::Key, 4).with_flags(FrameFlags::DISCONTINUITY));
+    assert_eq!(sub.try_recv_batch(&mut got, 10).unwrap(), 1);
+    // A joiner now starts at the new publisher's keyframe, not the old GOP.
+    let mut late = handle.subscribe();
+    let mut first = Batch::new();
+    late.try_recv_batch(&mut first, 10).unwrap();
+    assert_eq!(first.iter().map(|f| f.pts).collect::<Vec<_>>(), [1]);
+    drop(second);
+    assert!(handle.is_closed(), "dropping an attached publisher ends the stream");
+    assert!(handle.attach().is_none());
+}

@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::*;
+use crate::bus::{Batch, RecvError};
 use crate::testing::{SyntheticStream, VecSource, collect};
 
 fn engine() -> Engine {
@@ -305,4 +306,60 @@ async fn health_reports_publisher_capacity() {
     let (status, reports) = engine.health().report();
     assert_eq!(status, HealthStatus::Degraded);
     assert_eq!(reports[0].detail, "2 of 2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_returning_publisher_resumes_the_stream_for_players_that_stayed() {
+    let engine = Engine::builder()
+        .application(AppSpec::new("live").republish_grace(Duration::from_secs(5)))
+        .idle_timeout(Some(Duration::from_secs(60)))
+        .build();
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn({
+        let (engine, shutdown) = (engine.clone(), shutdown.clone());
+        async move { engine.run(shutdown).await }
+    });
+    let first = engine.begin_publish(id("live/cam"), "test", &creds()).await.unwrap();
+    assert!(!first.resumed());
+    for f in SyntheticStream::new(30, 30).take(5) {
+        first.publish(f).unwrap();
+    }
+    let mut player = engine.play(&id("live/cam"), "test", &creds()).await.unwrap();
+    let mut batch = Batch::new();
+    assert_eq!(player.recv_batch(&mut batch, 100).await.unwrap(), 5);
+
+    drop(first);
+    // The player is told the publisher left, and stays subscribed.
+    assert_eq!(player.recv_batch(&mut batch, 100).await.unwrap(), 0);
+    assert!(!player.publisher_live());
+    assert!(!engine.streams()[0].publishing);
+    // A second publisher on the same key takes the stream over.
+    let second = engine.begin_publish(id("live/cam"), "test", &creds()).await.unwrap();
+    assert!(second.resumed());
+    assert_eq!(player.recv_batch(&mut batch, 100).await.unwrap(), 0, "told a publisher is back");
+    assert!(player.publisher_live());
+    for f in SyntheticStream::new(30, 30).take(3) {
+        second.publish(f).unwrap();
+    }
+    batch.clear();
+    assert_eq!(player.recv_batch(&mut batch, 100).await.unwrap(), 3);
+    let first_new = batch.iter().next().unwrap();
+    assert!(first_new.flags.contains(crate::frame::FrameFlags::DISCONTINUITY));
+    // A third publisher on the live key is still refused.
+    let dup = engine.begin_publish(id("live/cam"), "test", &creds()).await.unwrap_err();
+    assert!(matches!(dup, StreamError::AlreadyPublishing(_)));
+
+    // When no publisher comes back within the grace period, the stream ends.
+    drop(second);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let err = loop {
+        match player.recv_batch(&mut batch, 100).await {
+            Ok(_) => {}
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(err, RecvError::Closed(_)), "{err}");
+    assert!(engine.lookup(&id("live/cam")).is_none());
+    shutdown.cancel();
+    run.await.unwrap().unwrap();
 }
