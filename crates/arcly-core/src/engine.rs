@@ -758,8 +758,16 @@ impl PublishRegistry for Engine {
         }
         let (publisher, handle) = bus::stream(stream.clone(), spec.bus.clone(), Some(self.inner.events.clone()));
         let session = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
-        let entry =
-            Entry { handle, session, protocol, peer, started: now, idle: (0, now), orphaned_at: None, grace: spec.republish_grace };
+        let entry = Entry {
+            handle,
+            session,
+            protocol,
+            peer,
+            started: now,
+            idle: (0, now),
+            orphaned_at: None,
+            grace: spec.republish_grace,
+        };
         streams.insert(stream.clone(), entry);
         Ok((publisher, session))
     }
@@ -817,7 +825,9 @@ impl Engine {
 
     fn publish_ended_parts(&self, stream: &StreamId, protocol: &'static str, peer: Option<SocketAddr>, reason: &str) {
         self.inner.observer.publish_ended(stream, reason);
-        self.audit_event(|| AuditEvent::now(AuditAction::PublishEnd, stream.clone(), protocol, peer).with_reason(reason));
+        self.audit_event(|| {
+            AuditEvent::now(AuditAction::PublishEnd, stream.clone(), protocol, peer).with_reason(reason)
+        });
         self.inner.events.emit(StreamEvent::Unpublished { stream: stream.clone(), reason: reason.to_owned() });
     }
 }
