@@ -10,9 +10,9 @@
 //!
 //! | codec | media frame payload | `CONFIG` frame payload |
 //! |---|---|---|
-//! | H.264 | NAL units, each with a 4-byte big-endian length | AVCDecoderConfigurationRecord ([`h264::AvcConfig`]) |
-//! | H.265 | NAL units, each with a 4-byte length | HEVCDecoderConfigurationRecord ([`h265::HevcConfig`]) |
-//! | VVC | NAL units, each with a 4-byte length | VvcDecoderConfigurationRecord (carried as is; not parsed yet) |
+//! | H.264 | NAL units, each with a big-endian length of the size the `CONFIG` record declares (4 bytes from every demuxer here) | AVCDecoderConfigurationRecord ([`h264::AvcConfig`]) |
+//! | H.265 | NAL units, each with a length as for H.264 | HEVCDecoderConfigurationRecord ([`h265::HevcConfig`]) |
+//! | VVC | NAL units, each with a length as for H.264 | VvcDecoderConfigurationRecord (carried as is; not parsed yet) |
 //! | AV1 | a temporal unit: OBUs with `obu_has_size_field` set, no temporal delimiter | AV1CodecConfigurationRecord ([`av1::Av1Config`]) |
 //! | VP9 | one frame (or superframe) | VPCodecConfigurationRecord ([`vp9::VpConfig`]) |
 //! | AAC | one raw access unit, no ADTS header | AudioSpecificConfig ([`aac::AudioSpecificConfig`]) |

@@ -312,7 +312,9 @@ impl<'a> Reader<'a> {
                         at,
                     ));
                 }
-                let mut items = Vec::with_capacity(count);
+                // Reserve little: each value may take far more memory than
+                // its encoded bytes, so the count bounds only the input.
+                let mut items = Vec::with_capacity(count.min(64));
                 for _ in 0..count {
                     items.push(self.value(depth + 1)?);
                 }

@@ -422,3 +422,19 @@ proptest! {
         flv::fuzz_read(&data);
     }
 }
+
+/// After an error the reader returns nothing more, and keeps nothing more:
+/// a peer that goes on sending cannot grow its buffer.
+#[test]
+fn failed_reader_stops_buffering() {
+    let mut reader = FlvReader::new();
+    reader.push(b"NOT AN FLV HEADER");
+    assert!(matches!(reader.next_tag(), Some(Err(_))));
+    let before = reader.buffered();
+    for _ in 0..100 {
+        reader.push(&[0u8; 4096]);
+        reader.push_bytes(Bytes::from_static(&[0u8; 4096]));
+    }
+    assert_eq!(reader.buffered(), before);
+    assert!(reader.next_tag().is_none());
+}

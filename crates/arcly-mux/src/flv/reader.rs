@@ -112,6 +112,10 @@ impl FlvReader {
 
     /// Appends input, copying it.
     pub fn push(&mut self, data: &[u8]) {
+        // After an error nothing is read any more: keep nothing either.
+        if self.state == State::Failed {
+            return;
+        }
         self.spill_head();
         self.buf.extend_from_slice(data);
     }
@@ -119,6 +123,9 @@ impl FlvReader {
     /// Appends input without copying it when nothing is buffered, so tags
     /// inside `data` are returned as slices of it.
     pub fn push_bytes(&mut self, data: Bytes) {
+        if self.state == State::Failed {
+            return;
+        }
         if self.head.is_empty() && self.buf.is_empty() {
             self.head = data;
         } else {

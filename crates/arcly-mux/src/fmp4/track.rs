@@ -97,13 +97,9 @@ impl TrackConfig {
     pub fn h264(record: &[u8]) -> Result<Self, ProtocolError> {
         let config = arcly_codec::h264::AvcConfig::parse(record)?;
         let sps = config.first_sps()?;
-        // Samples are bus payloads, whose NAL units always have 4-byte
-        // lengths: the record must say so whatever the source wrote.
-        let record = if config.length_size == 4 {
-            Bytes::copy_from_slice(record)
-        } else {
-            arcly_codec::h264::AvcConfig { length_size: 4, ..config }.to_bytes()
-        };
+        // Samples are bus payloads, whose NAL length size is the one this
+        // record declares: pass it through unchanged.
+        let record = Bytes::copy_from_slice(record);
         Ok(Self::video(CodecId::H264, SampleEntry::Avc(record), sps.width, sps.height))
     }
 
@@ -112,12 +108,8 @@ impl TrackConfig {
     pub fn h265(record: &[u8]) -> Result<Self, ProtocolError> {
         let config = arcly_codec::h265::HevcConfig::parse(record)?;
         let sps = config.first_sps()?;
-        // As for H.264: bus payloads always have 4-byte NAL unit lengths.
-        let record = if config.length_size == 4 {
-            Bytes::copy_from_slice(record)
-        } else {
-            arcly_codec::h265::HevcConfig { length_size: 4, ..config }.to_bytes()
-        };
+        // As for H.264: the record's NAL length size is the payloads'.
+        let record = Bytes::copy_from_slice(record);
         Ok(Self::video(CodecId::H265, SampleEntry::Hevc(record), sps.width, sps.height))
     }
 

@@ -18,6 +18,18 @@ use super::{PACKET_SIZE, PAT_PID, SYNC_BYTE, err, stream_type};
 /// [`ProtocolErrorKind::TooLarge`] error.
 pub const MAX_PES_SIZE: usize = 8 << 20;
 
+/// The largest audio PES reassembled (audio PES carry a few frames).
+const MAX_AUDIO_PES_SIZE: usize = 256 << 10;
+
+/// At most this many elementary streams are extracted; further ones are
+/// listed in [`DemuxEvent::Program`] without a codec. With the PES limits
+/// this bounds what one demuxer can be made to hold.
+const MAX_STREAMS: usize = 8;
+
+/// A PES buffer whose capacity grew past this is given back after use, so
+/// one large PES does not pin its memory for the stream's lifetime.
+const KEEP_CAPACITY: usize = 1 << 20;
+
 /// At most this many PIDs are tracked (PAT, PMTs and elementary streams);
 /// tables naming more are cut short.
 const MAX_PIDS: usize = 256;
@@ -107,6 +119,9 @@ pub struct TsDemuxer {
     pids: Vec<PidState>,
     events: VecDeque<Result<DemuxEvent, ProtocolError>>,
     unwrapper: TimestampUnwrapper,
+    /// The program extracted: the first one whose PMT arrived. Other
+    /// programs' PMTs are ignored, so they cannot unlist its streams.
+    program_number: Option<u16>,
 }
 
 #[derive(Debug)]
@@ -183,6 +198,7 @@ impl TsDemuxer {
             pids: Vec::new(),
             events: VecDeque::new(),
             unwrapper: TimestampUnwrapper::default(),
+            program_number: None,
         };
         demux.set_pid(PAT_PID, PidKind::Psi(Section::default()));
         demux
@@ -363,11 +379,12 @@ impl TsDemuxer {
                 if !es.in_pes {
                     return;
                 }
-                if es.pes.len() + payload.len() > MAX_PES_SIZE {
-                    let e = err(ProtocolErrorKind::TooLarge, format!("PES on PID {pid} exceeds {MAX_PES_SIZE} bytes"));
+                let limit = if es.codec.frame_type() == FrameType::Video { MAX_PES_SIZE } else { MAX_AUDIO_PES_SIZE };
+                if es.pes.len() + payload.len() > limit {
+                    let e = err(ProtocolErrorKind::TooLarge, format!("PES on PID {pid} exceeds {limit} bytes"));
                     self.events.push_back(Err(e.at(offset)));
                     es.in_pes = false;
-                    es.pes.clear();
+                    es.pes = BytesMut::new();
                     return;
                 }
                 es.pes.extend_from_slice(payload);
@@ -398,6 +415,10 @@ impl TsDemuxer {
 
     /// Applies a complete, new section.
     fn table(&mut self, pid: u16, section: &[u8]) -> Result<(), ProtocolError> {
+        // current_next_indicator 0: the table is not in force yet.
+        if section.get(5).is_some_and(|b| b & 1 == 0) {
+            return Ok(());
+        }
         match section.first() {
             Some(&psi::TABLE_PAT) if pid == PAT_PID => {
                 let pat = Pat::parse(section)?;
@@ -416,7 +437,11 @@ impl TsDemuxer {
     }
 
     fn program(&mut self, pmt: Pmt) {
+        if *self.program_number.get_or_insert(pmt.program_number) != pmt.program_number {
+            return;
+        }
         let mut per_type = [0u8; 3];
+        let mut extracted = 0;
         let mut streams = Vec::with_capacity(pmt.streams.len());
         for s in &pmt.streams {
             let opus = s.descriptors().any(|(tag, body)| tag == 0x05 && body == b"Opus")
@@ -432,10 +457,11 @@ impl TsDemuxer {
             let is_psi = slot != 0 && matches!(self.pids[usize::from(slot - 1)].kind, PidKind::Psi(_));
             // An elementary stream may not take over a table's PID.
             let reserved = is_psi || s.pid == super::NULL_PID;
-            let Some(codec) = codec.filter(|_| !reserved) else {
+            let Some(codec) = codec.filter(|_| !reserved && extracted < MAX_STREAMS) else {
                 streams.push(EsInfo { pid: s.pid, stream_type: s.stream_type, codec: None, track: 0 });
                 continue;
             };
+            extracted += 1;
             let slot = &mut per_type[codec.frame_type().index()];
             let track = *slot;
             *slot = slot.saturating_add(1);
@@ -626,8 +652,13 @@ fn finish_pes(
     match &mut es.codec_state {
         CodecState::Video { sets } => {
             video(&es.pes[header.payload_offset..end], sets, pts, dts, &mut out);
-            // The frame was copied out: keep the buffer for the next PES.
-            es.pes.clear();
+            // The frame was copied out: keep the buffer for the next PES,
+            // unless an unusually large one made it grow.
+            if es.pes.capacity() > KEEP_CAPACITY {
+                es.pes = BytesMut::new();
+            } else {
+                es.pes.clear();
+            }
         }
         CodecState::Aac { config } => {
             let payload = es.pes.split().freeze().slice(header.payload_offset..end);
@@ -733,6 +764,12 @@ fn aac(payload: &Bytes, config: &mut Option<Bytes>, pts: i64, out: &mut Out<'_>)
                 return;
             }
         };
+        if header.raw_blocks > 1 {
+            // Several raw data blocks are several access units without the
+            // offsets to split them by (those sit in the CRC'd block map).
+            out.error(err(ProtocolErrorKind::Unsupported, "ADTS frame with several raw data blocks"));
+            return;
+        }
         let asc = header.to_audio_specific_config();
         let Some(timebase) = Timebase::sample_rate(asc.sample_rate) else {
             out.error(err(ProtocolErrorKind::InvalidValue, "ADTS sample rate 0"));

@@ -290,25 +290,29 @@ impl TsMuxer {
 
         let needs_psi = !self.psi_written
             || (is_video && keyframe)
-            || (!self.has_video && self.last_psi.is_none_or(|t| dts - t >= AUDIO_ONLY_PSI_INTERVAL));
+            || (!self.has_video && self.last_psi.is_none_or(|t| dts.saturating_sub(t) >= AUDIO_ONLY_PSI_INTERVAL));
         if needs_psi {
             self.write_psi(out);
             self.last_psi = Some(dts);
         }
+        // The PCR never goes backwards, even when one track's timestamps run
+        // ahead of the other's (common with RTMP sources): a decoder's clock
+        // recovery treats a backward step as a discontinuity.
+        let pcr_base = self.last_pcr.map_or(dts, |last| dts.max(last));
         let pcr = if index == self.pcr_track {
-            Some(dts)
+            Some(pcr_base)
         } else {
-            if self.last_pcr.is_none_or(|t| dts - t >= MAX_PCR_INTERVAL) {
+            if self.last_pcr.is_none_or(|t| dts.saturating_sub(t) >= MAX_PCR_INTERVAL) {
                 let t = &self.tracks[self.pcr_track];
-                write_pcr_only(out, t.pid, t.cc.wrapping_sub(1) & 0x0F, dts - PCR_OFFSET);
-                self.last_pcr = Some(dts);
+                write_pcr_only(out, t.pid, t.cc.wrapping_sub(1) & 0x0F, pcr_base.saturating_sub(PCR_OFFSET));
+                self.last_pcr = Some(pcr_base);
             }
             None
         };
-        if pcr.is_some() {
-            self.last_pcr = Some(dts);
+        if let Some(p) = pcr {
+            self.last_pcr = Some(p);
         }
-        let start = PesStart { pcr: pcr.map(|d| d - PCR_OFFSET), random_access: keyframe };
+        let start = PesStart { pcr: pcr.map(|d| d.saturating_sub(PCR_OFFSET)), random_access: keyframe };
         let track = &mut self.tracks[index];
         let total = header_len + es_len;
         let head = std::iter::once(&pes_header[..header_len]);
