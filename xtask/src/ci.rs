@@ -68,26 +68,33 @@ fn features(root: &Path) -> Result<()> {
 /// with apt-get when missing and running as root, else a failure that names
 /// the package. Tests never skip for want of a peer.
 fn peers(root: &Path) -> Result<()> {
-    // (command to probe, Debian package)
-    const PEERS: &[(&str, &str)] = &[("ffprobe", "ffmpeg"), ("ffmpeg", "ffmpeg")];
-    let missing: Vec<&str> = PEERS
-        .iter()
-        .filter(|(tool, _)| {
-            !Command::new(tool)
-                .arg("-version")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        })
-        .map(|&(_, package)| package)
-        .collect();
-    if missing.is_empty() {
-        println!("peers present: {}", PEERS.iter().map(|(t, _)| *t).collect::<Vec<_>>().join(", "));
+    // (a command that succeeds when the peer is there, its Debian package)
+    const PEERS: &[(&[&str], &str)] = &[
+        (&["ffprobe", "-version"], "ffmpeg"),
+        (&["ffmpeg", "-version"], "ffmpeg"),
+        (&["rtmpdump", "-h"], "rtmpdump"),
+        (&["gst-launch-1.0", "--version"], "gstreamer1.0-tools"),
+        (&["gst-inspect-1.0", "flvmux"], "gstreamer1.0-plugins-good"),
+        (&["gst-inspect-1.0", "rtmp2sink"], "gstreamer1.0-plugins-bad"),
+        (&["gst-inspect-1.0", "avdec_h264"], "gstreamer1.0-libav"),
+        (&["nginx", "-v"], "nginx-light"),
+        (&["test", "-f", "/usr/lib/nginx/modules/ngx_rtmp_module.so"], "libnginx-mod-rtmp"),
+    ];
+    let present = |probe: &[&str]| {
+        Command::new(probe[0])
+            .args(&probe[1..])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let mut packages: Vec<&str> =
+        PEERS.iter().filter(|(probe, _)| !present(probe)).map(|&(_, package)| package).collect();
+    packages.dedup();
+    if packages.is_empty() {
+        println!("peers present: ffmpeg, ffprobe, rtmpdump, GStreamer (rtmp2, flv, libav), nginx with the RTMP module");
         return Ok(());
     }
-    let mut packages = missing.clone();
-    packages.dedup();
     if !is_root() {
         return Err(format!("missing Debian packages: {} (run as root to install them)", packages.join(" ")).into());
     }
@@ -96,8 +103,13 @@ fn peers(root: &Path) -> Result<()> {
     exec(update)?;
     let mut install = Command::new("apt-get");
     install.current_dir(root).args(["-q", "-y", "install", "--no-install-recommends"]).args(&packages);
-    install.env("DEBIAN_FRONTEND", "noninteractive");
-    exec(install)
+    // Install only: tests start their own nginx on loopback.
+    install.env("DEBIAN_FRONTEND", "noninteractive").env("RUNLEVEL", "1");
+    exec(install)?;
+    match PEERS.iter().find(|(probe, _)| !present(probe)) {
+        Some((probe, package)) => Err(format!("`{}` still fails after installing {package}", probe.join(" ")).into()),
+        None => Ok(()),
+    }
 }
 
 fn is_root() -> bool {
