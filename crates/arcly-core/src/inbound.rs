@@ -153,6 +153,25 @@ impl PublishSession {
         }
     }
 
+    /// Publishes several frames under one lock with one wake-up of the
+    /// waiting players (for example all frames parsed from one socket read).
+    pub fn publish_many(&self, frames: impl IntoIterator<Item = MediaFrame>) -> Result<()> {
+        let discontinuity =
+            self.discontinuity.load(Ordering::Relaxed) && self.discontinuity.swap(false, Ordering::Relaxed);
+        let mut first = discontinuity;
+        let frames = frames.into_iter().map(|mut f| {
+            if std::mem::take(&mut first) {
+                f.flags |= FrameFlags::DISCONTINUITY;
+            }
+            f
+        });
+        if self.publisher()?.publish_many(frames) {
+            Ok(())
+        } else {
+            Err(StreamError::Closed(format!("stream {} was closed", self.id)))
+        }
+    }
+
     /// Sets the reason recorded when the session ends (default: "publisher
     /// left"). Use it before dropping the session.
     pub fn end(&self, reason: &str) {
