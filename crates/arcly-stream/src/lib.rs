@@ -23,8 +23,9 @@
 //! | `codec-h265`, `codec-av1`, `codec-vp9`, `codec-vvc`, `codec-opus` | that codec's parsers |
 //! | `codecs-all` | every codec |
 //! | `flv`, `mpegts`, `fmp4` | `mux` (`arcly-mux`) with that container (AMF0 always) |
+//! | `rtmp` | `rtmp` (`arcly-rtmp`): the RTMP server and client |
 //!
-//! Protocol features (`rtmp`, `hls`, `srt`, ...) are added as their crates
+//! Further protocol features (`hls`, `srt`, ...) are added as their crates
 //! land.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -39,6 +40,9 @@ pub use arcly_codec as codec;
 /// Containers (FLV and AMF0, MPEG-TS, fMP4): the `arcly-mux` crate.
 #[cfg(feature = "_mux")]
 pub use arcly_mux as mux;
+/// RTMP server and client: the `arcly-rtmp` crate.
+#[cfg(feature = "rtmp")]
+pub use arcly_rtmp as rtmp;
 
 // The README's examples are compiled as doctests.
 #[cfg(doctest)]

@@ -1,0 +1,571 @@
+//! An RTMP client: [`ClientSession`] (sans-IO) and the tokio tasks [`push`]
+//! (play a stream from an engine and publish it to a remote server) and
+//! [`pull`] (play from a remote server and publish into an engine), both
+//! reconnecting with exponential backoff.
+//!
+//! ```
+//! use arcly_rtmp::client::RtmpUrl;
+//! let url = RtmpUrl::parse("rtmp://example.com/live/key?token=1").unwrap();
+//! assert_eq!((url.host.as_str(), url.port, url.app.as_str(), url.key.as_str()), ("example.com", 1935, "live", "key?token=1"));
+//! ```
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use arcly_core::auth::Credentials;
+use arcly_core::bus::{Batch, RecvError};
+use arcly_core::engine::Engine;
+use arcly_core::frame::{MediaFrame, Timebase};
+use arcly_core::identity::StreamId;
+use arcly_core::inbound::IngestContext;
+use arcly_core::{ProtocolError, ProtocolErrorKind, StreamError};
+use arcly_mux::amf0::Amf0Value;
+use arcly_mux::flv::{self, FlvWriter};
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::PROTOCOL;
+use crate::chunk::{ChunkDecoder, ChunkEncoder, DecoderLimits};
+use crate::command::{Command, codes};
+use crate::handshake::ClientHandshake;
+use crate::message::{Message, UserControl, types};
+
+fn err(kind: ProtocolErrorKind, context: impl Into<String>) -> ProtocolError {
+    ProtocolError::new(PROTOCOL, kind, context)
+}
+
+/// A parsed `rtmp://host[:port]/app/key` URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RtmpUrl {
+    /// Host name or address.
+    pub host: String,
+    /// Port (default 1935).
+    pub port: u16,
+    /// Application (may contain `/`, all but the last path segment).
+    pub app: String,
+    /// Stream key, with any `?query`.
+    pub key: String,
+}
+
+impl RtmpUrl {
+    /// Parses a URL; `None` if it is not `rtmp://host[:port]/app/key`.
+    pub fn parse(url: &str) -> Option<Self> {
+        let rest = url.strip_prefix("rtmp://")?;
+        let (authority, path) = rest.split_once('/')?;
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse().ok()?),
+            None => (authority, 1935),
+        };
+        let (app, key) = path.rsplit_once('/')?;
+        if host.is_empty() || app.is_empty() || key.is_empty() {
+            return None;
+        }
+        Some(Self { host: host.to_owned(), port, app: app.to_owned(), key: key.to_owned() })
+    }
+
+    /// `rtmp://host:port/app`, the `tcUrl` of `connect`.
+    pub fn tc_url(&self) -> String {
+        format!("rtmp://{}:{}/{}", self.host, self.port, self.app)
+    }
+}
+
+/// Publish to or play from the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientMode {
+    /// Send `publish` and then media.
+    Publish,
+    /// Send `play` and receive media.
+    Play,
+}
+
+/// What happened on a client session.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum ClientEvent {
+    /// `NetStream.Publish.Start`: media may be sent.
+    Publishing,
+    /// `NetStream.Play.Start`: media will come.
+    Playing,
+    /// A frame received while playing (milliseconds, unwrapped).
+    Media(MediaFrame),
+    /// The played stream ended (StreamEOF or `NetStream.Play.UnpublishNotify`).
+    StreamEnded,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ClientState {
+    Handshake,
+    Connecting,
+    CreatingStream,
+    Starting,
+    Active,
+}
+
+/// The client side of one RTMP connection, sans-IO: feed it what the
+/// socket read, send what [`poll_transmit`](Self::poll_transmit) returns.
+#[derive(Debug)]
+pub struct ClientSession {
+    url: RtmpUrl,
+    mode: ClientMode,
+    state: ClientState,
+    handshake: ClientHandshake,
+    decoder: ChunkDecoder,
+    encoder: ChunkEncoder,
+    writer: FlvWriter,
+    out: VecDeque<Bytes>,
+    parts: Vec<Bytes>,
+    events: VecDeque<ClientEvent>,
+    stream_id: u32,
+    clocks: [(Option<u32>, i64); 3],
+}
+
+impl ClientSession {
+    /// Starts a session: C0+C1 is queued for sending.
+    pub fn new(url: RtmpUrl, mode: ClientMode) -> Result<Self, ProtocolError> {
+        let (handshake, c0c1) = ClientHandshake::new(true)?;
+        Ok(Self {
+            url,
+            mode,
+            state: ClientState::Handshake,
+            handshake,
+            decoder: ChunkDecoder::new(DecoderLimits::default()),
+            encoder: ChunkEncoder::new(),
+            writer: FlvWriter::new(),
+            out: VecDeque::from([c0c1]),
+            parts: Vec::new(),
+            events: VecDeque::new(),
+            stream_id: 0,
+            clocks: [(None, 0); 3],
+        })
+    }
+
+    /// The next piece of output.
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        self.out.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    /// True once publishing or playing.
+    pub fn is_active(&self) -> bool {
+        self.state == ClientState::Active
+    }
+
+    fn send(&mut self, csid: u32, stream_id: u32, msg: &Message) {
+        let (type_id, body) = msg.encode();
+        self.encoder.write(csid, type_id, stream_id, 0, &[body], &mut self.parts);
+        self.out.extend(self.parts.drain(..));
+    }
+
+    fn command(&mut self, stream_id: u32, name: &str, tid: f64, args: Vec<Amf0Value>) {
+        self.send(
+            if stream_id == 0 { 3 } else { 8 },
+            stream_id,
+            &Message::Command(Command::new(name, tid, Amf0Value::Null, args)),
+        );
+    }
+
+    /// Feeds bytes from the server. A refusal (`_error`, an `onStatus` of
+    /// level `error`) is an error.
+    pub fn handle_input(&mut self, data: &[u8]) -> Result<(), ProtocolError> {
+        let mut rest = data;
+        if self.state == ClientState::Handshake {
+            let (used, c2) = self.handshake.handle(rest)?;
+            rest = &rest[used..];
+            let Some(c2) = c2 else { return Ok(()) };
+            self.out.push_back(c2);
+            self.encoder.set_chunk_size(4096, &mut self.parts);
+            self.out.extend(self.parts.drain(..));
+            let obj = Amf0Value::Object(vec![
+                ("app".into(), Amf0Value::from(self.url.app.as_str())),
+                ("type".into(), Amf0Value::from("nonprivate")),
+                ("flashVer".into(), Amf0Value::from("FMLE/3.0 (compatible; arcly)")),
+                ("tcUrl".into(), Amf0Value::from(self.url.tc_url())),
+            ]);
+            self.send(3, 0, &Message::Command(Command::new("connect", 1.0, obj, vec![])));
+            self.state = ClientState::Connecting;
+        }
+        self.decoder.push(rest);
+        while let Some(msg) = self.decoder.next_message()? {
+            let (stream_id, ts) = (msg.stream_id, msg.timestamp);
+            match Message::parse(msg.type_id, msg.payload)? {
+                Message::Command(c) => self.on_command(c)?,
+                Message::UserControl(UserControl::PingRequest(t)) => {
+                    self.send(2, 0, &Message::UserControl(UserControl::PingResponse(t)));
+                }
+                Message::UserControl(UserControl::StreamEof(_)) => self.events.push_back(ClientEvent::StreamEnded),
+                Message::Audio(b) if self.playing(stream_id) => {
+                    let ts = self.unwrap(1, ts);
+                    self.media(flv::parse_audio(&b, ts)?);
+                }
+                Message::Video(b) if self.playing(stream_id) => {
+                    let ts = self.unwrap(0, ts);
+                    self.media(flv::parse_video(&b, ts)?);
+                }
+                // |RtmpSampleAccess is for Flash, not for the bus.
+                Message::Data(b) if self.playing(stream_id) && !b.starts_with(b"\x02\x00\x11|RtmpSampleAccess") => {
+                    let ts = self.unwrap(2, ts);
+                    self.media(flv::parse_script_frame(&b, ts)?);
+                }
+                _ => {}
+            }
+        }
+        if let Some(seq) = self.decoder.take_ack() {
+            self.send(2, 0, &Message::Acknowledgement(seq));
+        }
+        Ok(())
+    }
+
+    fn playing(&self, stream_id: u32) -> bool {
+        self.mode == ClientMode::Play && self.state == ClientState::Active && stream_id == self.stream_id
+    }
+
+    fn unwrap(&mut self, i: usize, ts: u32) -> i64 {
+        let (last, value) = &mut self.clocks[i];
+        *value = match *last {
+            None => i64::from(ts),
+            Some(l) => value.saturating_add(i64::from(ts.wrapping_sub(l) as i32)),
+        };
+        *last = Some(ts);
+        *value
+    }
+
+    fn media(&mut self, frame: Option<MediaFrame>) {
+        if let Some(f) = frame {
+            self.events.push_back(ClientEvent::Media(f));
+        }
+    }
+
+    fn on_command(&mut self, c: Command) -> Result<(), ProtocolError> {
+        let refused = |c: &Command| {
+            err(ProtocolErrorKind::UnexpectedMessage, format!("server refused: {}", c.status_code().unwrap_or(&c.name)))
+        };
+        match (c.name.as_str(), self.state) {
+            ("_error", _) => return Err(refused(&c)),
+            ("_result", ClientState::Connecting) if c.transaction_id == 1.0 => {
+                if self.mode == ClientMode::Publish {
+                    let key = Amf0Value::from(self.url.key.as_str());
+                    self.command(0, "releaseStream", 2.0, vec![key.clone()]);
+                    self.command(0, "FCPublish", 3.0, vec![key]);
+                }
+                self.command(0, "createStream", 4.0, vec![]);
+                self.state = ClientState::CreatingStream;
+            }
+            ("_result", ClientState::CreatingStream) if c.transaction_id == 4.0 => {
+                let id = c
+                    .arg_f64(0)
+                    .filter(|v| *v >= 1.0 && *v <= f64::from(u32::MAX))
+                    .ok_or_else(|| err(ProtocolErrorKind::InvalidValue, "createStream answered without a stream id"))?;
+                self.stream_id = id as u32;
+                let key = Amf0Value::from(self.url.key.as_str());
+                match self.mode {
+                    ClientMode::Publish => self.command(self.stream_id, "publish", 5.0, vec![key, "live".into()]),
+                    ClientMode::Play => {
+                        self.command(self.stream_id, "play", 0.0, vec![key, Amf0Value::Number(-1000.0)]);
+                        let sbl = UserControl::SetBufferLength { stream_id: self.stream_id, millis: 1000 };
+                        self.send(2, 0, &Message::UserControl(sbl));
+                    }
+                }
+                self.state = ClientState::Starting;
+            }
+            ("onStatus", _) => {
+                let level = c.args.first().and_then(|o| o.get("level")).and_then(Amf0Value::as_str);
+                if level == Some("error") {
+                    return Err(refused(&c));
+                }
+                match c.status_code() {
+                    Some(codes::PUBLISH_START) if self.mode == ClientMode::Publish => {
+                        self.state = ClientState::Active;
+                        self.events.push_back(ClientEvent::Publishing);
+                    }
+                    Some(codes::PLAY_START) if self.mode == ClientMode::Play && self.state != ClientState::Active => {
+                        self.state = ClientState::Active;
+                        self.events.push_back(ClientEvent::Playing);
+                    }
+                    Some(codes::PLAY_UNPUBLISH_NOTIFY) => self.events.push_back(ClientEvent::StreamEnded),
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Queues a frame for a publishing session (the payload is not copied).
+    pub fn send_media(&mut self, frame: &MediaFrame) -> Result<(), ProtocolError> {
+        if !(self.mode == ClientMode::Publish && self.state == ClientState::Active) {
+            return Err(err(ProtocolErrorKind::UnexpectedMessage, "not publishing"));
+        }
+        let [head, payload, _] = self.writer.write_frame_parts(frame)?;
+        let (type_id, csid) = match head.first() {
+            Some(8) => (types::AUDIO, 6),
+            Some(9) => (types::VIDEO, 7),
+            _ => (types::DATA_AMF0, 5),
+        };
+        let ts = (frame.dts_in(Timebase::MILLIS) & 0xffff_ffff) as u32;
+        let codec_header = head.slice(11.min(head.len())..);
+        self.encoder.write(csid, type_id, self.stream_id, ts, &[codec_header, payload], &mut self.parts);
+        self.out.extend(self.parts.drain(..));
+        Ok(())
+    }
+}
+
+/// Reconnection settings of [`push`] and [`pull`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// The first wait after a failure (default 500 ms); doubled after each
+    /// failure in a row, up to `max_backoff`.
+    pub initial_backoff: Duration,
+    /// The longest wait between attempts (default 10 s).
+    pub max_backoff: Duration,
+    /// Attempts before giving up (`None`: until shutdown).
+    pub max_attempts: Option<u32>,
+    /// Time allowed to connect and start publishing or playing (default 10 s).
+    pub connect_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(10),
+            max_attempts: None,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+struct Conn {
+    socket: TcpStream,
+    session: ClientSession,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    async fn open(url: &RtmpUrl, mode: ClientMode, timeout: Duration) -> Result<Self, String> {
+        let start = async {
+            let socket =
+                TcpStream::connect((url.host.as_str(), url.port)).await.map_err(|e| format!("connect: {e}"))?;
+            let _ = socket.set_nodelay(true);
+            let session = ClientSession::new(url.clone(), mode).map_err(|e| e.to_string())?;
+            let mut conn = Self { socket, session, buf: vec![0; 64 << 10] };
+            conn.flush().await?;
+            while !conn.session.is_active() {
+                conn.read().await?;
+            }
+            Ok(conn)
+        };
+        tokio::time::timeout(timeout, start).await.map_err(|_| format!("not started within {timeout:?}"))?
+    }
+
+    async fn flush(&mut self) -> Result<(), String> {
+        while let Some(b) = self.session.poll_transmit() {
+            self.socket.write_all(&b).await.map_err(|e| format!("write: {e}"))?;
+        }
+        Ok(())
+    }
+
+    async fn read(&mut self) -> Result<(), String> {
+        let n = self.socket.read(&mut self.buf).await.map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return Err("server closed the connection".into());
+        }
+        self.session.handle_input(&self.buf[..n]).map_err(|e| e.to_string())?;
+        self.flush().await
+    }
+}
+
+/// Runs `attempt` until it succeeds for good, shutdown, or the attempts
+/// run out; waits with exponential backoff in between. An attempt that
+/// made progress (returns `Err((true, _))`) resets the backoff.
+async fn with_backoff<F, Fut>(
+    what: &str,
+    options: &ClientOptions,
+    shutdown: &CancellationToken,
+    mut attempt: F,
+) -> Result<(), StreamError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), (bool, String)>>,
+{
+    let mut backoff = options.initial_backoff;
+    let mut failures = 0u32;
+    loop {
+        let result = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            r = attempt() => r,
+        };
+        match result {
+            Ok(()) => return Ok(()),
+            Err((progressed, why)) => {
+                if progressed {
+                    backoff = options.initial_backoff;
+                    failures = 0;
+                }
+                failures += 1;
+                if options.max_attempts.is_some_and(|m| failures >= m) {
+                    return Err(StreamError::Closed(format!("{what}: giving up after {failures} attempts: {why}")));
+                }
+                tracing::info!(what, reason = %why, retry_in = ?backoff, "rtmp client: retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(options.max_backoff);
+            }
+        }
+    }
+}
+
+/// Publishes `stream` from `engine` to the server at `url` (relay/push)
+/// until `shutdown`, reconnecting after failures. Each connection starts
+/// from the stream's cached keyframe. Fails on a bad URL or when the
+/// attempts run out.
+pub async fn push(
+    engine: &Engine,
+    stream: &StreamId,
+    url: &str,
+    options: &ClientOptions,
+    shutdown: &CancellationToken,
+) -> Result<(), StreamError> {
+    let url = RtmpUrl::parse(url).ok_or_else(|| StreamError::Config(format!("not an rtmp:// URL: {url}")))?;
+    with_backoff("push", options, shutdown, || async {
+        let creds = Credentials { protocol: "rtmp-push", ..Credentials::default() };
+        let mut play = engine
+            .play_when_live(stream, "rtmp-push", &creds, options.connect_timeout)
+            .await
+            .map_err(|e| (false, format!("source: {e}")))?;
+        let mut conn = Conn::open(&url, ClientMode::Publish, options.connect_timeout).await.map_err(|e| (false, e))?;
+        let mut batch = Batch::new();
+        loop {
+            tokio::select! {
+                got = play.recv_batch(&mut batch, 1024) => {
+                    match got {
+                        Ok(_) => {}
+                        Err(RecvError::Closed(why)) => return Err((true, format!("source ended: {why}"))),
+                        Err(e) => return Err((true, format!("source: {e}"))),
+                    }
+                    for f in batch.iter() {
+                        conn.session.send_media(f).map_err(|e| (true, e.to_string()))?;
+                    }
+                    batch.clear();
+                    conn.flush().await.map_err(|e| (true, e))?;
+                }
+                r = conn.read() => r.map_err(|e| (true, e))?,
+            }
+        }
+    })
+    .await
+}
+
+/// Plays `url` and publishes it into the engine of `ctx` as `app`/`key`
+/// (pull/relay) until `shutdown`, reconnecting after failures (a stream not
+/// found yet, a dropped connection, the remote publisher leaving). Fails on
+/// a bad URL or when the attempts run out.
+pub async fn pull(
+    ctx: &IngestContext,
+    app: &str,
+    key: &str,
+    url: &str,
+    options: &ClientOptions,
+    shutdown: &CancellationToken,
+) -> Result<(), StreamError> {
+    let url = RtmpUrl::parse(url).ok_or_else(|| StreamError::Config(format!("not an rtmp:// URL: {url}")))?;
+    with_backoff("pull", options, shutdown, || async {
+        let mut conn = Conn::open(&url, ClientMode::Play, options.connect_timeout).await.map_err(|e| (false, e))?;
+        let publisher =
+            ctx.begin_publish(app, key, &Credentials::default()).await.map_err(|e| (false, format!("publish: {e}")))?;
+        loop {
+            while let Some(ev) = conn.session.poll_event() {
+                match ev {
+                    ClientEvent::Media(f) => publisher.publish(f).map_err(|e| (true, e.to_string()))?,
+                    ClientEvent::StreamEnded => {
+                        publisher.end("remote stream ended");
+                        return Err((true, "remote stream ended".into()));
+                    }
+                    _ => {}
+                }
+            }
+            conn.read().await.map_err(|e| (true, e))?;
+        }
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::{ServerSession, SessionConfig, SessionEvent};
+    use arcly_core::frame::{CodecId, FrameFlags};
+    use std::time::Instant;
+
+    fn pump(client: &mut ClientSession, server: &mut ServerSession) -> Vec<SessionEvent> {
+        let now = Instant::now();
+        let mut events = Vec::new();
+        for _ in 0..10 {
+            while let Some(b) = client.poll_transmit() {
+                server.handle_input(&b, now).unwrap();
+            }
+            while let Some(e) = server.poll_event() {
+                match &e {
+                    SessionEvent::Publish { stream_id, .. } => server.accept_publish(*stream_id).unwrap(),
+                    SessionEvent::Play { stream_id, .. } => server.accept_play(*stream_id).unwrap(),
+                    _ => {}
+                }
+                events.push(e);
+            }
+            while let Some(b) = server.poll_transmit() {
+                client.handle_input(&b).unwrap();
+            }
+        }
+        events
+    }
+
+    #[test]
+    fn urls() {
+        let u = RtmpUrl::parse("rtmp://127.0.0.1:1936/app/sub/key").unwrap();
+        assert_eq!((u.port, u.app.as_str(), u.key.as_str()), (1936, "app/sub", "key"));
+        assert_eq!(u.tc_url(), "rtmp://127.0.0.1:1936/app/sub");
+        assert!(RtmpUrl::parse("http://x/a/b").is_none());
+        assert!(RtmpUrl::parse("rtmp://x/a").is_none());
+        assert!(RtmpUrl::parse("rtmp://x:nope/a/b").is_none());
+    }
+
+    #[test]
+    fn client_publishes_to_server_session() {
+        let url = RtmpUrl::parse("rtmp://localhost/live/k?t=1").unwrap();
+        let mut client = ClientSession::new(url, ClientMode::Publish).unwrap();
+        let mut server = ServerSession::new(SessionConfig::default(), Instant::now());
+        let events = pump(&mut client, &mut server);
+        assert!(
+            matches!(&events[..], [SessionEvent::Connect { .. }, SessionEvent::Publish { name, query, .. }] if name == "k" && query.as_deref() == Some("t=1"))
+        );
+        assert_eq!(client.poll_event(), Some(ClientEvent::Publishing));
+        let frame = MediaFrame::new(CodecId::H264, Bytes::from(vec![0, 0, 0, 1, 0x65]))
+            .with_timestamps(120, 40, Timebase::MILLIS)
+            .with_flags(FrameFlags::KEYFRAME);
+        client.send_media(&frame).unwrap();
+        let events = pump(&mut client, &mut server);
+        assert_eq!(events, vec![SessionEvent::Media { stream_id: 1, frame }]);
+    }
+
+    #[test]
+    fn client_plays_from_server_session() {
+        let url = RtmpUrl::parse("rtmp://localhost/live/k").unwrap();
+        let mut client = ClientSession::new(url, ClientMode::Play).unwrap();
+        let mut server = ServerSession::new(SessionConfig::default(), Instant::now());
+        pump(&mut client, &mut server);
+        assert_eq!(client.poll_event(), Some(ClientEvent::Playing));
+        let frame = MediaFrame::new(CodecId::Aac, Bytes::from_static(&[1, 2])).with_flags(FrameFlags::KEYFRAME);
+        server.send_media(1, &frame).unwrap();
+        server.send_stream_eof(1);
+        pump(&mut client, &mut server);
+        assert_eq!(client.poll_event(), Some(ClientEvent::Media(frame)));
+        assert_eq!(client.poll_event(), Some(ClientEvent::StreamEnded));
+    }
+}

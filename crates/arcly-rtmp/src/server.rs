@@ -1,0 +1,437 @@
+//! [`RtmpServer`]: the tokio driver of [`ServerSession`].
+//!
+//! An accept loop with a connection limit; each connection is one task that
+//! owns its socket and its session. Publishers go through
+//! [`IngestContext::begin_publish`]; players through
+//! [`Engine::play`](arcly_core::engine::Engine::play) (or
+//! `play_when_live` when [`ServerConfig::play_wait`] is set). A player
+//! receives every frame available in one batch, written with one vectored
+//! write, then waits for the engine's shared [`BatchClock`] tick
+//! ([`ServerConfig::play_batch_window`]) before the next batch. A player
+//! whose socket does not take a batch within the idle timeout, or that the
+//! bus evicts for falling behind, is closed. Errors close only their
+//! connection, with a log line saying why.
+//!
+//! [`BatchClock`]: arcly_core::bus::BatchClock
+
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arcly_core::auth::Credentials;
+use arcly_core::bus::{Batch, Pacer, RecvError};
+use arcly_core::frame::MediaFrame;
+use arcly_core::identity::{AppName, StreamId, StreamKey};
+use arcly_core::inbound::{InboundProtocol, IngestContext, PlaySession, PublishSession};
+use arcly_core::{Result, StreamError};
+use async_trait::async_trait;
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::PROTOCOL;
+use crate::command::codes;
+use crate::session::{ServerSession, SessionConfig, SessionEvent};
+
+/// Queued output that makes a player write before its batch is done.
+const FLUSH_AT: usize = 1 << 20;
+
+/// Settings of an [`RtmpServer`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// The address to listen on (default `127.0.0.1:1935`).
+    pub listen: SocketAddr,
+    /// Most connections at once (default 1000); more are closed at accept.
+    pub max_connections: usize,
+    /// Per-connection protocol settings: handshake and idle timeouts, chunk
+    /// and message limits, output chunk size, outbound queue limit.
+    pub session: SessionConfig,
+    /// How long a player collects frames before a write (default 50 ms).
+    pub play_batch_window: Duration,
+    /// Most frames per player write (default 1024).
+    pub play_batch_frames: usize,
+    /// How long a player waits for a stream that is not live yet (default
+    /// 0: `NetStream.Play.StreamNotFound` at once).
+    pub play_wait: Duration,
+    /// Bytes read from a socket at a time (default 64 KiB).
+    pub read_buffer: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 1935)),
+            max_connections: 1000,
+            session: SessionConfig::default(),
+            play_batch_window: Duration::from_millis(50),
+            play_batch_frames: 1024,
+            play_wait: Duration::ZERO,
+            read_buffer: 64 << 10,
+        }
+    }
+}
+
+/// An RTMP server: an [`InboundProtocol`] named `"rtmp"`, accepting
+/// publishers and players. See the [module docs](self).
+#[derive(Debug)]
+pub struct RtmpServer {
+    config: Arc<ServerConfig>,
+    listener: Mutex<Option<TcpListener>>,
+    local_addr: SocketAddr,
+}
+
+impl RtmpServer {
+    /// Binds `config.listen` (port 0 picks a free port) and returns the
+    /// server and the address it listens on. Connections are accepted once
+    /// the engine runs it.
+    pub async fn bind(config: ServerConfig) -> io::Result<(Self, SocketAddr)> {
+        let listener = TcpListener::bind(config.listen).await?;
+        let local_addr = listener.local_addr()?;
+        let server = Self { config: Arc::new(config), listener: Mutex::new(Some(listener)), local_addr };
+        Ok((server, local_addr))
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+}
+
+#[async_trait]
+impl InboundProtocol for RtmpServer {
+    fn name(&self) -> &'static str {
+        PROTOCOL
+    }
+
+    async fn run(&self, ctx: IngestContext, shutdown: CancellationToken) -> Result<()> {
+        let listener = self
+            .listener
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .ok_or_else(|| StreamError::Config("RtmpServer::run called twice".into()))?;
+        let permits = Arc::new(Semaphore::new(self.config.max_connections));
+        let mut tasks = JoinSet::new();
+        tracing::info!(addr = %self.local_addr, "rtmp server listening");
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                accepted = listener.accept() => {
+                    let (socket, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // Out of descriptors and the like: back off briefly.
+                            tracing::warn!(error = %e, "rtmp accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let Ok(permit) = permits.clone().try_acquire_owned() else {
+                        tracing::warn!(%peer, limit = self.config.max_connections, "rtmp connection refused: connection limit reached");
+                        continue;
+                    };
+                    let _ = socket.set_nodelay(true);
+                    let (ctx, config, token) = (ctx.clone(), self.config.clone(), shutdown.clone());
+                    tasks.spawn(async move {
+                        let _permit = permit;
+                        let mut conn = Connection::new(ctx, config, socket, peer);
+                        match conn.run(token).await {
+                            Ok(why) => tracing::debug!(%peer, reason = %why, "rtmp connection closed"),
+                            Err(why) => tracing::info!(%peer, reason = %why, "rtmp connection closed"),
+                        }
+                    });
+                }
+            }
+        }
+        tasks.shutdown().await;
+        Ok(())
+    }
+}
+
+/// A player's subscription.
+struct Player {
+    stream_id: u32,
+    play: PlaySession,
+}
+
+struct Connection {
+    ctx: IngestContext,
+    config: Arc<ServerConfig>,
+    socket: TcpStream,
+    peer: SocketAddr,
+    session: ServerSession,
+    publisher: Option<(u32, PublishSession)>,
+    out: Vec<Bytes>,
+}
+
+/// Why a connection ended (`Ok`) or failed (`Err`), for the log.
+type Outcome = std::result::Result<String, String>;
+
+impl Connection {
+    fn new(ctx: IngestContext, config: Arc<ServerConfig>, socket: TcpStream, peer: SocketAddr) -> Self {
+        let session = ServerSession::new(config.session.clone(), Instant::now());
+        Self { ctx, config, socket, peer, session, publisher: None, out: Vec::new() }
+    }
+
+    async fn run(&mut self, shutdown: CancellationToken) -> Outcome {
+        let mut buf = BytesMut::with_capacity(self.config.read_buffer);
+        let mut player: Option<Player> = None;
+        let mut pacer: Option<Pacer> = None;
+        let mut batch = Batch::new();
+        let mut paced = false;
+        let max_frames = self.config.play_batch_frames.max(1);
+        loop {
+            let deadline = self.session.poll_timeout().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                () = shutdown.cancelled() => {
+                    if let Some((_, p)) = &self.publisher {
+                        p.end("shutdown");
+                    }
+                    return Ok("shutdown".into());
+                }
+                read = self.socket.read_buf(&mut buf) => {
+                    let n = read.map_err(|e| format!("read failed: {e}"))?;
+                    if n == 0 {
+                        return Ok("peer closed the connection".into());
+                    }
+                    self.session.handle_input(&buf, Instant::now()).map_err(|e| format!("protocol error: {e}"))?;
+                    buf.clear();
+                    if buf.capacity() < self.config.read_buffer / 2 {
+                        buf.reserve(self.config.read_buffer);
+                    }
+                    self.events(&mut player, &mut pacer).await?;
+                    self.flush().await?;
+                }
+                got = recv(&mut player, &mut batch, max_frames), if player.is_some() && !paced => {
+                    let Some(p) = player.as_ref() else { continue };
+                    let stream_id = p.stream_id;
+                    match got {
+                        // Nothing but a publisher change: tell the player,
+                        // which stays for the next publisher.
+                        Ok(0) => {
+                            if p.play.publisher_live() {
+                                self.session.send_publisher_back(stream_id);
+                            } else {
+                                self.session.send_publisher_left(stream_id);
+                            }
+                            self.flush().await?;
+                        }
+                        Ok(_) => {
+                            for frame in batch.iter() {
+                                self.session.send_media(stream_id, frame).map_err(|e| format!("player: {e}"))?;
+                                // Keep the queue small even for a large cached GOP.
+                                if self.session.queued_bytes() > FLUSH_AT {
+                                    self.flush().await?;
+                                }
+                            }
+                            batch.clear();
+                            self.flush().await?;
+                            paced = pacer.is_some();
+                        }
+                        Err(RecvError::Closed(why)) => {
+                            tracing::debug!(peer = %self.peer, reason = %why, "stream ended for player");
+                            self.session.send_stream_eof(stream_id);
+                            player = None;
+                            self.flush().await?;
+                        }
+                        Err(e) => return Err(format!("player dropped: {e}")),
+                    }
+                }
+                () = tick(&mut pacer), if paced => paced = false,
+                () = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {
+                    self.session.handle_timeout(Instant::now()).map_err(|e| format!("{e}"))?;
+                }
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> Outcome {
+        self.session.drain_transmit(&mut self.out);
+        if self.out.is_empty() {
+            return Ok(String::new());
+        }
+        let limit = match self.config.session.idle_timeout {
+            d if d.is_zero() => Duration::from_secs(3600),
+            d => d,
+        };
+        let result = tokio::time::timeout(limit, write_parts(&mut self.socket, &mut self.out)).await;
+        self.out.clear();
+        match result {
+            Ok(Ok(())) => Ok(String::new()),
+            Ok(Err(e)) => Err(format!("write failed: {e}")),
+            Err(_) => Err(format!("peer did not read for {limit:?} (slow player)")),
+        }
+    }
+
+    /// Refuses and closes gracefully: the peer gets to read the refusal.
+    async fn refuse(&mut self, why: String) -> Outcome {
+        self.flush().await?;
+        let _ = self.socket.shutdown().await;
+        let mut sink = [0u8; 4096];
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while matches!(self.socket.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await;
+        Err(why)
+    }
+
+    async fn events(&mut self, player: &mut Option<Player>, pacer: &mut Option<Pacer>) -> Outcome {
+        // The frames of one read go onto the bus together: one lock and one
+        // wake-up of the players for all of them.
+        let mut media = Vec::new();
+        while let Some(event) = self.session.poll_event() {
+            if let SessionEvent::Media { stream_id, frame } = event {
+                if self.publisher.as_ref().is_some_and(|(id, _)| *id == stream_id) {
+                    media.push(frame);
+                }
+                continue;
+            }
+            // Anything else may depend on the frames before it.
+            self.publish_media(&mut media)?;
+            match event {
+                SessionEvent::Connect { app, tc_url } => {
+                    tracing::debug!(peer = %self.peer, %app, tc_url = tc_url.as_deref().unwrap_or(""), "rtmp connect");
+                }
+                SessionEvent::Publish { stream_id, name, query } => {
+                    self.publish(stream_id, &name, query).await?;
+                }
+                SessionEvent::Media { .. } => {}
+                SessionEvent::Unpublish { stream_id } => {
+                    if self.publisher.as_ref().is_some_and(|(id, _)| *id == stream_id)
+                        && let Some((_, p)) = self.publisher.take()
+                    {
+                        p.end("publisher unpublished");
+                    }
+                }
+                SessionEvent::Play { stream_id, name, query, .. } => {
+                    if player.is_some() {
+                        let _ = self.session.reject_play(stream_id, codes::PLAY_FAILED, "already playing a stream");
+                        continue;
+                    }
+                    match self.play(&name, query).await {
+                        Ok(play) => {
+                            if self.session.accept_play(stream_id).is_ok() {
+                                tracing::debug!(peer = %self.peer, stream = %play.stream_id(), "rtmp play");
+                                *player = Some(Player { stream_id, play });
+                                if pacer.is_none() && !self.config.play_batch_window.is_zero() {
+                                    *pacer = Some(self.ctx.engine().batch_clock(self.config.play_batch_window).pacer());
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            let code = match e {
+                                StreamError::NotFound(_) | StreamError::InvalidName(_) => codes::PLAY_STREAM_NOT_FOUND,
+                                _ => codes::PLAY_FAILED,
+                            };
+                            tracing::info!(peer = %self.peer, %name, error = %e, "rtmp play refused");
+                            let _ = self.session.reject_play(stream_id, code, &e.to_string());
+                        }
+                    }
+                }
+                SessionEvent::PlayStop { stream_id } => {
+                    if player.as_ref().is_some_and(|p| p.stream_id == stream_id) {
+                        *player = None;
+                    }
+                }
+            }
+        }
+        self.publish_media(&mut media)
+    }
+
+    fn app(&self) -> String {
+        self.session.app().unwrap_or_default().to_owned()
+    }
+
+    fn credentials(&self, query: Option<String>) -> Credentials {
+        Credentials { query, peer: Some(self.peer), protocol: PROTOCOL }
+    }
+
+    fn publish_media(&mut self, media: &mut Vec<MediaFrame>) -> Outcome {
+        if let Some((_, p)) = &self.publisher
+            && !media.is_empty()
+        {
+            p.publish_many(media.drain(..)).map_err(|e| format!("publish failed: {e}"))?;
+        }
+        media.clear();
+        Ok(String::new())
+    }
+
+    async fn publish(&mut self, stream_id: u32, name: &str, query: Option<String>) -> Outcome {
+        if self.publisher.is_some() {
+            let _ = self.session.reject_publish(stream_id, codes::PUBLISH_BAD_NAME, "already publishing");
+            return Ok(String::new());
+        }
+        let creds = self.credentials(query);
+        match self.ctx.begin_publish(&self.app(), name, &creds).await {
+            Ok(session) => {
+                if self.session.accept_publish(stream_id).is_ok() {
+                    tracing::info!(peer = %self.peer, stream = %session.id(), "rtmp publish started");
+                    self.publisher = Some((stream_id, session));
+                }
+                Ok(String::new())
+            }
+            Err(e) => {
+                let code = match e {
+                    StreamError::Unauthorized { .. } => codes::PUBLISH_UNAUTHORIZED,
+                    _ => codes::PUBLISH_BAD_NAME,
+                };
+                let _ = self.session.reject_publish(stream_id, code, &e.to_string());
+                self.refuse(format!("publish of {}/{name} refused: {e}", self.app())).await
+            }
+        }
+    }
+
+    async fn play(&mut self, name: &str, query: Option<String>) -> Result<PlaySession> {
+        let id = StreamId::new(AppName::new(&self.app())?, StreamKey::new(name)?);
+        let creds = self.credentials(query);
+        let engine = self.ctx.engine();
+        if self.config.play_wait.is_zero() {
+            engine.play(&id, PROTOCOL, &creds).await
+        } else {
+            engine.play_when_live(&id, PROTOCOL, &creds, self.config.play_wait).await
+        }
+    }
+}
+
+async fn recv(player: &mut Option<Player>, batch: &mut Batch, max: usize) -> std::result::Result<usize, RecvError> {
+    match player {
+        Some(p) => p.play.recv_batch(batch, max).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn tick(pacer: &mut Option<Pacer>) {
+    match pacer {
+        Some(p) => p.tick().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes every part with vectored writes; parts are consumed.
+async fn write_parts(socket: &mut TcpStream, parts: &mut Vec<Bytes>) -> io::Result<()> {
+    parts.retain(|b| !b.is_empty());
+    let mut i = 0;
+    while i < parts.len() {
+        let slices: Vec<IoSlice<'_>> = parts[i..].iter().take(256).map(|b| IoSlice::new(b)).collect();
+        let mut n = socket.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 && i < parts.len() {
+            let len = parts[i].len();
+            if n >= len {
+                n -= len;
+                i += 1;
+            } else {
+                parts[i].advance(n);
+                n = 0;
+            }
+        }
+    }
+    Ok(())
+}
