@@ -35,8 +35,12 @@
 //!   32-bit wrap. Aggregate messages are split.
 //! - Playing: an unknown stream gets `NetStream.Play.StreamNotFound`
 //!   (after [`ServerConfig::play_wait`]); a player starts with the metadata,
-//!   the sequence headers and the cached keyframe from the bus; when the
-//!   publisher leaves it gets StreamEOF and `NetStream.Play.UnpublishNotify`.
+//!   the sequence headers and the cached keyframe from the bus; frames are
+//!   written in batches (one vectored write per batch window, 50 ms by
+//!   default, on the engine's shared batch clock). When the publisher
+//!   leaves it gets StreamEOF and `NetStream.Play.UnpublishNotify`; if the
+//!   application has a republish grace and a publisher comes back, it stays
+//!   and gets StreamBegin and `NetStream.Play.PublishNotify`, then frames.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

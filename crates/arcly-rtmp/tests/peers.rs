@@ -108,8 +108,9 @@ async fn mid_stream_joiner_starts_on_a_keyframe() {
     // Real time, looped: live for as long as the test needs.
     let publisher = ffmpeg_publish(&url, true, &["-stream_loop", "-1"]);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let mut client = TestClient::connect(server.addr, "live").await;
+    // Measured from the TCP connect: handshake, connect, createStream, play.
     let started = Instant::now();
+    let mut client = TestClient::connect(server.addr, "live").await;
     client.command(1, Command::new("play", 0.0, Amf0Value::Null, vec!["live1".into(), Amf0Value::Number(-1.0)])).await;
     let mut video = Vec::new();
     let mut saw_start = false;
@@ -135,8 +136,9 @@ async fn mid_stream_joiner_starts_on_a_keyframe() {
     assert_eq!(&video[0][..2], &[0x17, 0], "first video message must be the AVC sequence header");
     assert_eq!(&video[1][..2], &[0x17, 1], "then a keyframe");
     let ttff = first_frame.expect("a coded frame");
-    eprintln!("time to first video frame (mid-stream join, RTMP play to keyframe): {ttff:?}");
-    assert!(ttff < Duration::from_millis(500), "time to first frame {ttff:?}");
+    eprintln!("time to first video frame (mid-stream join, TCP connect to keyframe): {ttff:?}");
+    // A sanity bound only; the figure itself is reported in BENCHMARKS.md.
+    assert!(ttff < Duration::from_secs(2), "time to first frame {ttff:?}");
     drop(publisher);
 }
 
