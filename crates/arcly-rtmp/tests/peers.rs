@@ -308,3 +308,39 @@ async fn wait_for(client: &mut TestClient, what: &str, want: impl Fn(&Message) -
     .await
     .unwrap_or_else(|_| panic!("no {what} within 15 s"));
 }
+
+/// ffprobe reads the live stream straight from the server: every video
+/// packet of the source, with its timestamps (B-frames), in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffprobe_plays_the_live_stream() {
+    let server = TestServer::start(Duration::from_secs(10)).await;
+    let url = server.url("probe");
+    // ffprobe asks first; the server waits for the stream.
+    let probe_url = url.clone();
+    let probe = tokio::task::spawn_blocking(move || ffprobe_packets(Path::new(&probe_url)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, err) = finish(ffmpeg_publish(&url, true, &[]), 20).await;
+    assert!(status.success(), "publisher failed: {err}");
+    let packets = tokio::time::timeout(Duration::from_secs(20), probe).await.expect("ffprobe ended").unwrap();
+    let source = testdata("h264_aac.flv");
+    let want = video_packets(&source);
+    let got: Vec<_> = packets.iter().filter(|p| p.size > 0 && p.dts.is_some()).collect();
+    // ffprobe numbers streams as it finds them on the wire; take the stream
+    // whose packet count matches the source's video (75 packets).
+    let mut per_stream = std::collections::BTreeMap::<usize, Vec<&ProbePacket>>::new();
+    for p in &got {
+        per_stream.entry(p.stream).or_default().push(p);
+    }
+    let live_video = per_stream
+        .values()
+        .find(|v| v.first().is_some_and(|p| p.keyframe) && v.len() == want.len())
+        .unwrap_or_else(|| {
+            panic!(
+                "no live stream with {} packets: {:?}",
+                want.len(),
+                per_stream.values().map(Vec::len).collect::<Vec<_>>()
+            )
+        });
+    let live: Vec<_> = live_video.iter().map(|p| (p.pts, p.dts, p.keyframe)).collect();
+    assert_eq!(live, want, "video pts/dts read live by ffprobe");
+}
