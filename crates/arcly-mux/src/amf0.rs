@@ -9,6 +9,12 @@
 //! Peer input never panics the decoder and never makes it allocate more than
 //! the input could hold: every length is checked against the bytes left
 //! before anything is reserved, and nesting is capped at [`MAX_DEPTH`].
+//! Totals are bounded too: a value takes as little as one byte on the wire
+//! (`null`) but about 50 in memory (70 as an object property), so one call
+//! of [`decode`] or [`decode_all`] produces at most [`value_budget`] values,
+//! nested ones included, and refuses input that holds more with
+//! [`ProtocolErrorKind::TooLarge`]. [`decode_all_with_budget`] takes another
+//! budget.
 //!
 //! ```
 //! use arcly_mux::amf0::{self, Amf0Value};
@@ -41,6 +47,34 @@ pub const PROTOCOL: &str = "amf0";
 /// input is refused rather than recursed into, so a peer cannot overflow
 /// the stack.
 pub const MAX_DEPTH: usize = 64;
+
+/// The value budget of small inputs: any input may decode into this many
+/// values (nested ones included), about 600 KB of memory at most.
+pub const MIN_VALUE_BUDGET: usize = 4096;
+
+/// The most values (nested ones included) one [`decode`] or [`decode_all`]
+/// call produces from `input_len` bytes: [`MIN_VALUE_BUDGET`], or one value
+/// per 8 input bytes for larger input.
+///
+/// Real AMF0 (commands, `onMetaData`, cue points) spends 9 bytes or more per
+/// value (a number, a key and a value, a string), so only padding such as
+/// runs of `null` or `undefined` goes over. With at most 72 bytes per value
+/// (an object property) and vectors at most twice their length, the decoded
+/// values take at most about 18 times the input (or about 600 KB for input
+/// under 32 KiB), where unbounded a run of `null` bytes took about 100 times.
+///
+/// ```
+/// use arcly_mux::amf0;
+/// assert_eq!(amf0::value_budget(100), amf0::MIN_VALUE_BUDGET);
+/// assert_eq!(amf0::value_budget(1 << 20), 1 << 17);
+/// // 60 KiB of nulls is 61440 values: over the budget of 7680.
+/// let err = amf0::decode_all(&[0x05; 60 << 10]).unwrap_err();
+/// assert_eq!(err.kind, arcly_core::ProtocolErrorKind::TooLarge);
+/// ```
+pub const fn value_budget(input_len: usize) -> usize {
+    let per_bytes = input_len / 8;
+    if per_bytes > MIN_VALUE_BUDGET { per_bytes } else { MIN_VALUE_BUDGET }
+}
 
 const NUMBER: u8 = 0x00;
 const BOOLEAN: u8 = 0x01;
@@ -191,13 +225,20 @@ fn error(kind: ProtocolErrorKind, context: impl Into<String>, offset: usize) -> 
     ProtocolError::new(PROTOCOL, kind, context).at(offset as u64)
 }
 
-/// A cursor that knows its offset, so errors say where they happened.
+/// A cursor that knows its offset, so errors say where they happened, and
+/// how many more values it may produce.
 struct Reader<'a> {
     data: &'a [u8],
     pos: usize,
+    values_left: usize,
+    budget: usize,
 }
 
 impl<'a> Reader<'a> {
+    fn new(data: &'a [u8], budget: usize) -> Self {
+        Self { data, pos: 0, values_left: budget, budget }
+    }
+
     fn remaining(&self) -> usize {
         self.data.len() - self.pos
     }
@@ -284,6 +325,14 @@ impl<'a> Reader<'a> {
             return Err(error(ProtocolErrorKind::TooLarge, format!("values nested deeper than {MAX_DEPTH}"), self.pos));
         }
         let at = self.pos;
+        if self.values_left == 0 {
+            return Err(error(
+                ProtocolErrorKind::TooLarge,
+                format!("more than {} values in {} bytes", self.budget, self.data.len()),
+                at,
+            ));
+        }
+        self.values_left -= 1;
         let marker = self.u8("type marker")?;
         let value = match marker {
             NUMBER => Amf0Value::Number(self.f64("number")?),
@@ -365,15 +414,28 @@ impl<'a> Reader<'a> {
 /// assert!(input.is_empty());
 /// ```
 pub fn decode(buf: &mut &[u8]) -> Result<Amf0Value, ProtocolError> {
-    let mut reader = Reader { data: buf, pos: 0 };
+    let mut reader = Reader::new(buf, value_budget(buf.len()));
     let value = reader.value(0)?;
     *buf = &buf[reader.pos..];
     Ok(value)
 }
 
-/// Decodes every value in `data` (a script tag body or a command message).
+/// Decodes every value in `data` (a script tag body or a command message),
+/// at most [`value_budget`] of them, nested ones included.
 pub fn decode_all(data: &[u8]) -> Result<Vec<Amf0Value>, ProtocolError> {
-    let mut reader = Reader { data, pos: 0 };
+    decode_all_with_budget(data, value_budget(data.len()))
+}
+
+/// [`decode_all`] producing at most `max_values` values, nested ones
+/// included; more fail with [`ProtocolErrorKind::TooLarge`].
+///
+/// ```
+/// use arcly_mux::amf0;
+/// assert_eq!(amf0::decode_all_with_budget(&[0x05; 3], 3).unwrap().len(), 3);
+/// assert!(amf0::decode_all_with_budget(&[0x05; 4], 3).is_err());
+/// ```
+pub fn decode_all_with_budget(data: &[u8], max_values: usize) -> Result<Vec<Amf0Value>, ProtocolError> {
+    let mut reader = Reader::new(data, max_values);
     let mut values = Vec::new();
     while reader.remaining() > 0 {
         values.push(reader.value(0)?);
@@ -531,4 +593,41 @@ pub fn fuzz(data: &[u8]) {
     );
     let mut one: &[u8] = data;
     let _ = decode(&mut one);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 60 KiB of nulls (an RTMP command under the 64 KiB command limit) is
+    /// 61440 one-byte values: refused by the default budget instead of
+    /// taking about 3 MB, and decoded when a budget allows it.
+    #[test]
+    fn value_budget_bounds_the_total() {
+        let nulls = vec![NULL; 60 << 10];
+        let err = decode_all(&nulls).unwrap_err();
+        assert_eq!(err.kind, ProtocolErrorKind::TooLarge);
+        assert_eq!(err.offset, Some(value_budget(nulls.len()) as u64));
+        assert_eq!(decode_all_with_budget(&nulls, nulls.len()).unwrap().len(), nulls.len());
+        // Nested values count: a strict array of 5000 nulls is 5001 values.
+        let mut arr = vec![STRICT_ARRAY];
+        arr.extend_from_slice(&5000u32.to_be_bytes());
+        arr.resize(arr.len() + 5000, NULL);
+        assert_eq!(decode_all(&arr).unwrap_err().kind, ProtocolErrorKind::TooLarge);
+        assert!(decode_all_with_budget(&arr, 5001).is_ok());
+        assert!(decode_all_with_budget(&arr, 5000).is_err());
+        let mut one: &[u8] = &arr;
+        assert_eq!(decode(&mut one).unwrap_err().kind, ProtocolErrorKind::TooLarge);
+        // So do object properties.
+        let mut obj = vec![OBJECT];
+        for _ in 0..5000 {
+            obj.extend_from_slice(&[0, 1, b'k', NULL]);
+        }
+        obj.extend_from_slice(&[0, 0, OBJECT_END]);
+        assert_eq!(decode_all(&obj).unwrap_err().kind, ProtocolErrorKind::TooLarge);
+        // Real values stay far below the budget: 10 000 numbers.
+        let mut numbers = BytesMut::new();
+        encode_all(&vec![Amf0Value::Number(1.0); 10_000], &mut numbers);
+        assert_eq!(decode_all(&numbers).unwrap().len(), 10_000);
+    }
 }

@@ -52,7 +52,11 @@ pub struct DecoderLimits {
     /// The largest message (default 16 MiB); larger is refused.
     pub max_message_size: u32,
     /// Most bytes of incomplete messages held across all chunk streams
-    /// (default 32 MiB).
+    /// (default 17 MiB: one largest message plus 1 MiB for the other chunk
+    /// streams). The server session holds less until a publish is accepted,
+    /// see [`SessionConfig::max_buffered_before_publish`].
+    ///
+    /// [`SessionConfig::max_buffered_before_publish`]: crate::SessionConfig::max_buffered_before_publish
     pub max_buffered: usize,
     /// Most chunk streams a peer may use (default 64).
     pub max_chunk_streams: usize,
@@ -60,7 +64,12 @@ pub struct DecoderLimits {
 
 impl Default for DecoderLimits {
     fn default() -> Self {
-        Self { max_chunk_size: 64 << 10, max_message_size: 16 << 20, max_buffered: 32 << 20, max_chunk_streams: 64 }
+        Self {
+            max_chunk_size: 64 << 10,
+            max_message_size: 16 << 20,
+            max_buffered: (16 << 20) + (1 << 20),
+            max_chunk_streams: 64,
+        }
     }
 }
 
@@ -125,6 +134,18 @@ impl ChunkDecoder {
     /// held here.
     pub fn push(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
+    }
+
+    /// Replaces the limits, from the next chunk on (a session raises them
+    /// once a peer is trusted with more). Bytes already held count against
+    /// the new limits.
+    pub fn set_limits(&mut self, limits: DecoderLimits) {
+        self.limits = limits;
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &DecoderLimits {
+        &self.limits
     }
 
     /// The peer's current chunk size.
@@ -372,7 +393,9 @@ impl ChunkEncoder {
     /// Writes one message as chunks onto `out`: chunk headers as small
     /// [`Bytes`] and the body `parts` as slices of themselves (no copy).
     /// `csid` must be 2..=65599. Bodies longer than 2^24-1 bytes cannot be
-    /// expressed in RTMP; the caller keeps them out.
+    /// expressed in RTMP and would be cut; the caller keeps them out (as
+    /// [`ServerSession::send_media`](crate::ServerSession::send_media)
+    /// does).
     pub fn write(
         &mut self,
         csid: u32,

@@ -3,6 +3,11 @@
 //! [`pull`] (play from a remote server and publish into an engine), both
 //! reconnecting with exponential backoff.
 //!
+//! Every socket read and write of the tasks has a deadline
+//! ([`ClientOptions::io_timeout`]); a stalled server fails the attempt and
+//! the task reconnects. Command and data messages from the server are
+//! limited in size as on the server side (see [`message`](crate::message)).
+//!
 //! ```
 //! use arcly_rtmp::client::RtmpUrl;
 //! let url = RtmpUrl::parse("rtmp://example.com/live/key?token=1").unwrap();
@@ -31,6 +36,7 @@ use crate::chunk::{ChunkDecoder, ChunkEncoder, DecoderLimits};
 use crate::command::{Command, codes};
 use crate::handshake::ClientHandshake;
 use crate::message::{Message, UserControl, types};
+use crate::session::MAX_MESSAGE_BODY;
 
 fn err(kind: ProtocolErrorKind, context: impl Into<String>) -> ProtocolError {
     ProtocolError::new(PROTOCOL, kind, context)
@@ -198,7 +204,11 @@ impl ClientSession {
                 Message::UserControl(UserControl::PingRequest(t)) => {
                     self.send(2, 0, &Message::UserControl(UserControl::PingResponse(t)));
                 }
-                Message::UserControl(UserControl::StreamEof(_)) => self.events.push_back(ClientEvent::StreamEnded),
+                // Only a player consumes StreamEnded: a publisher would
+                // queue one per message forever.
+                Message::UserControl(UserControl::StreamEof(_)) if self.mode == ClientMode::Play => {
+                    self.events.push_back(ClientEvent::StreamEnded);
+                }
                 Message::Audio(b) if self.playing(stream_id) => {
                     let ts = self.unwrap(1, ts);
                     self.media(flv::parse_audio(&b, ts)?);
@@ -246,6 +256,14 @@ impl ClientSession {
             err(ProtocolErrorKind::UnexpectedMessage, format!("server refused: {}", c.status_code().unwrap_or(&c.name)))
         };
         match (c.name.as_str(), self.state) {
+            // releaseStream and FCPublish are optional: servers that do not
+            // know them answer `_error`, which does not stop publishing.
+            ("_error", _) if self.mode == ClientMode::Publish && matches!(c.transaction_id, 2.0 | 3.0) => {
+                tracing::debug!(
+                    code = c.status_code().unwrap_or_default(),
+                    "rtmp client: releaseStream/FCPublish refused"
+                );
+            }
             ("_error", _) => return Err(refused(&c)),
             ("_result", ClientState::Connecting) if c.transaction_id == 1.0 => {
                 if self.mode == ClientMode::Publish {
@@ -287,7 +305,9 @@ impl ClientSession {
                         self.state = ClientState::Active;
                         self.events.push_back(ClientEvent::Playing);
                     }
-                    Some(codes::PLAY_UNPUBLISH_NOTIFY) => self.events.push_back(ClientEvent::StreamEnded),
+                    Some(codes::PLAY_UNPUBLISH_NOTIFY) if self.mode == ClientMode::Play => {
+                        self.events.push_back(ClientEvent::StreamEnded);
+                    }
                     _ => {}
                 }
             }
@@ -297,6 +317,9 @@ impl ClientSession {
     }
 
     /// Queues a frame for a publishing session (the payload is not copied).
+    /// A frame whose body exceeds [`MAX_MESSAGE_BODY`] is refused with
+    /// [`ProtocolErrorKind::TooLarge`] (RTMP cannot carry it); the session
+    /// goes on.
     pub fn send_media(&mut self, frame: &MediaFrame) -> Result<(), ProtocolError> {
         if !(self.mode == ClientMode::Publish && self.state == ClientState::Active) {
             return Err(err(ProtocolErrorKind::UnexpectedMessage, "not publishing"));
@@ -309,6 +332,13 @@ impl ClientSession {
         };
         let ts = (frame.dts_in(Timebase::MILLIS) & 0xffff_ffff) as u32;
         let codec_header = head.slice(11.min(head.len())..);
+        let len = codec_header.len() + payload.len();
+        if len > MAX_MESSAGE_BODY {
+            return Err(err(
+                ProtocolErrorKind::TooLarge,
+                format!("{} frame of {len} bytes exceeds the RTMP message limit of {MAX_MESSAGE_BODY}", frame.codec),
+            ));
+        }
         self.encoder.write(csid, type_id, self.stream_id, ts, &[codec_header, payload], &mut self.parts);
         self.out.extend(self.parts.drain(..));
         Ok(())
@@ -318,8 +348,8 @@ impl ClientSession {
 /// Reconnection settings of [`push`] and [`pull`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientOptions {
-    /// The first wait after a failure (default 500 ms); doubled after each
-    /// failure in a row, up to `max_backoff`.
+    /// The first wait after a failure (default 500 ms, at least 100 ms);
+    /// doubled after each failure in a row, up to `max_backoff`.
     pub initial_backoff: Duration,
     /// The longest wait between attempts (default 10 s).
     pub max_backoff: Duration,
@@ -327,6 +357,12 @@ pub struct ClientOptions {
     pub max_attempts: Option<u32>,
     /// Time allowed to connect and start publishing or playing (default 10 s).
     pub connect_timeout: Duration,
+    /// Time allowed for each socket write, and for each read of a player
+    /// ([`pull`]) or of a connection being set up (default 15 s): a server
+    /// that stops reading or sending fails the attempt, which is retried. A
+    /// publisher ([`push`]) does not wait for input once publishing, since
+    /// servers may rightly say nothing to it for minutes.
+    pub io_timeout: Duration,
 }
 
 impl Default for ClientOptions {
@@ -336,24 +372,30 @@ impl Default for ClientOptions {
             max_backoff: Duration::from_secs(10),
             max_attempts: None,
             connect_timeout: Duration::from_secs(10),
+            io_timeout: Duration::from_secs(15),
         }
     }
 }
+
+/// The shortest wait between attempts, whatever `initial_backoff` says.
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
 
 struct Conn {
     socket: TcpStream,
     session: ClientSession,
     buf: Vec<u8>,
+    io_timeout: Duration,
 }
 
 impl Conn {
-    async fn open(url: &RtmpUrl, mode: ClientMode, timeout: Duration) -> Result<Self, String> {
+    async fn open(url: &RtmpUrl, mode: ClientMode, options: &ClientOptions) -> Result<Self, String> {
+        let timeout = options.connect_timeout;
         let start = async {
             let socket =
                 TcpStream::connect((url.host.as_str(), url.port)).await.map_err(|e| format!("connect: {e}"))?;
             let _ = socket.set_nodelay(true);
             let session = ClientSession::new(url.clone(), mode).map_err(|e| e.to_string())?;
-            let mut conn = Self { socket, session, buf: vec![0; 64 << 10] };
+            let mut conn = Self { socket, session, buf: vec![0; 64 << 10], io_timeout: options.io_timeout };
             conn.flush().await?;
             while !conn.session.is_active() {
                 conn.read().await?;
@@ -363,21 +405,47 @@ impl Conn {
         tokio::time::timeout(timeout, start).await.map_err(|_| format!("not started within {timeout:?}"))?
     }
 
+    /// Writes all queued output, within the I/O timeout.
     async fn flush(&mut self) -> Result<(), String> {
-        while let Some(b) = self.session.poll_transmit() {
-            self.socket.write_all(&b).await.map_err(|e| format!("write: {e}"))?;
-        }
-        Ok(())
+        let limit = self.io_timeout;
+        let write = async {
+            while let Some(b) = self.session.poll_transmit() {
+                self.socket.write_all(&b).await.map_err(|e| format!("write: {e}"))?;
+            }
+            Ok(())
+        };
+        tokio::time::timeout(limit, write).await.map_err(|_| format!("write timed out after {limit:?}"))?
     }
 
+    /// Reads once, within the I/O timeout, and handles what came.
     async fn read(&mut self) -> Result<(), String> {
-        let n = self.socket.read(&mut self.buf).await.map_err(|e| format!("read: {e}"))?;
+        let limit = self.io_timeout;
+        let n = tokio::time::timeout(limit, self.socket.read(&mut self.buf))
+            .await
+            .map_err(|_| format!("nothing received for {limit:?}"))?
+            .map_err(|e| format!("read: {e}"))?;
+        self.handle_read(n).await
+    }
+
+    /// Handles `n` bytes read into the buffer and sends any answer.
+    async fn handle_read(&mut self, n: usize) -> Result<(), String> {
         if n == 0 {
             return Err("server closed the connection".into());
         }
         self.session.handle_input(&self.buf[..n]).map_err(|e| e.to_string())?;
         self.flush().await
     }
+}
+
+/// The first wait after a failure.
+fn first_backoff(options: &ClientOptions) -> Duration {
+    options.initial_backoff.max(MIN_BACKOFF)
+}
+
+/// The wait after `current`: doubled, at most `max_backoff` (and never
+/// below the minimum), without overflowing.
+fn next_backoff(current: Duration, options: &ClientOptions) -> Duration {
+    current.saturating_mul(2).min(options.max_backoff).max(MIN_BACKOFF)
 }
 
 /// Runs `attempt` until it succeeds for good, shutdown, or the attempts
@@ -393,7 +461,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), (bool, String)>>,
 {
-    let mut backoff = options.initial_backoff;
+    let mut backoff = first_backoff(options);
     let mut failures = 0u32;
     loop {
         let result = tokio::select! {
@@ -404,10 +472,10 @@ where
             Ok(()) => return Ok(()),
             Err((progressed, why)) => {
                 if progressed {
-                    backoff = options.initial_backoff;
+                    backoff = first_backoff(options);
                     failures = 0;
                 }
-                failures += 1;
+                failures = failures.saturating_add(1);
                 if options.max_attempts.is_some_and(|m| failures >= m) {
                     return Err(StreamError::Closed(format!("{what}: giving up after {failures} attempts: {why}")));
                 }
@@ -416,7 +484,7 @@ where
                     () = shutdown.cancelled() => return Ok(()),
                     () = tokio::time::sleep(backoff) => {}
                 }
-                backoff = (backoff * 2).min(options.max_backoff);
+                backoff = next_backoff(backoff, options);
             }
         }
     }
@@ -440,9 +508,14 @@ pub async fn push(
             .play_when_live(stream, "rtmp-push", &creds, options.connect_timeout)
             .await
             .map_err(|e| (false, format!("source: {e}")))?;
-        let mut conn = Conn::open(&url, ClientMode::Publish, options.connect_timeout).await.map_err(|e| (false, e))?;
+        let mut conn = Conn::open(&url, ClientMode::Publish, options).await.map_err(|e| (false, e))?;
         let mut batch = Batch::new();
         loop {
+            // A publisher has no use for events; do not let them pile up.
+            while conn.session.poll_event().is_some() {}
+            // Only cancel-safe futures race here: a socket read loses no
+            // data when the batch wins, whereas a write cut off half way
+            // would corrupt the chunk stream. Writes run in the branches.
             tokio::select! {
                 got = play.recv_batch(&mut batch, 1024) => {
                     match got {
@@ -451,12 +524,21 @@ pub async fn push(
                         Err(e) => return Err((true, format!("source: {e}"))),
                     }
                     for f in batch.iter() {
-                        conn.session.send_media(f).map_err(|e| (true, e.to_string()))?;
+                        match conn.session.send_media(f) {
+                            Ok(()) => {}
+                            Err(e) if e.kind == ProtocolErrorKind::TooLarge => {
+                                tracing::warn!(error = %e, "rtmp push: frame skipped");
+                            }
+                            Err(e) => return Err((true, e.to_string())),
+                        }
                     }
                     batch.clear();
                     conn.flush().await.map_err(|e| (true, e))?;
                 }
-                r = conn.read() => r.map_err(|e| (true, e))?,
+                read = conn.socket.read(&mut conn.buf) => {
+                    let n = read.map_err(|e| (true, format!("read: {e}")))?;
+                    conn.handle_read(n).await.map_err(|e| (true, e))?;
+                }
             }
         }
     })
@@ -477,7 +559,7 @@ pub async fn pull(
 ) -> Result<(), StreamError> {
     let url = RtmpUrl::parse(url).ok_or_else(|| StreamError::Config(format!("not an rtmp:// URL: {url}")))?;
     with_backoff("pull", options, shutdown, || async {
-        let mut conn = Conn::open(&url, ClientMode::Play, options.connect_timeout).await.map_err(|e| (false, e))?;
+        let mut conn = Conn::open(&url, ClientMode::Play, options).await.map_err(|e| (false, e))?;
         let publisher =
             ctx.begin_publish(app, key, &Credentials::default()).await.map_err(|e| (false, format!("publish: {e}")))?;
         loop {
@@ -567,5 +649,163 @@ mod tests {
         pump(&mut client, &mut server);
         assert_eq!(client.poll_event(), Some(ClientEvent::Media(frame)));
         assert_eq!(client.poll_event(), Some(ClientEvent::StreamEnded));
+    }
+
+    /// A publishing client (handshake and publish done with a server
+    /// session) and an encoder for more server messages on chunk stream 20.
+    fn publishing_client() -> (ClientSession, ChunkEncoder) {
+        let url = RtmpUrl::parse("rtmp://localhost/live/k").unwrap();
+        let mut client = ClientSession::new(url, ClientMode::Publish).unwrap();
+        let mut server = ServerSession::new(SessionConfig::default(), Instant::now());
+        pump(&mut client, &mut server);
+        assert_eq!(client.poll_event(), Some(ClientEvent::Publishing));
+        // The server announced 4096: keep to it.
+        let mut enc = ChunkEncoder::new();
+        let mut parts = Vec::new();
+        enc.set_chunk_size(4096, &mut parts);
+        client.handle_input(&parts.concat()).unwrap();
+        (client, enc)
+    }
+
+    fn wire(enc: &mut ChunkEncoder, msg: &Message) -> Vec<u8> {
+        let (type_id, body) = msg.encode();
+        let mut parts = Vec::new();
+        enc.write(20, type_id, 0, 0, &[body], &mut parts);
+        parts.concat()
+    }
+
+    /// A publisher never polls events: StreamEOF and UnpublishNotify, which
+    /// only a player uses, must not queue up.
+    #[test]
+    fn publisher_events_stay_bounded() {
+        let (mut client, mut enc) = publishing_client();
+        let eof = wire(&mut enc, &Message::UserControl(UserControl::StreamEof(1)));
+        let notify = Command::on_status("status", codes::PLAY_UNPUBLISH_NOTIFY, "gone");
+        let notify = wire(&mut enc, &Message::Command(notify));
+        for _ in 0..10_000 {
+            client.handle_input(&eof).unwrap();
+            client.handle_input(&notify).unwrap();
+        }
+        assert_eq!(client.events.len(), 0);
+        assert!(client.is_active());
+    }
+
+    /// Servers that do not know releaseStream or FCPublish answer `_error`:
+    /// publishing goes on. Other `_error` answers still fail.
+    #[test]
+    fn error_answers_to_release_stream_and_fc_publish_are_ignored() {
+        let (mut client, mut enc) = publishing_client();
+        for tid in [2.0, 3.0] {
+            let e = Command::error(tid, "NetConnection.Call.Failed", "unknown method");
+            client.handle_input(&wire(&mut enc, &Message::Command(e))).unwrap();
+        }
+        assert!(client.is_active());
+        let e = Command::error(5.0, codes::PUBLISH_BAD_NAME, "no");
+        assert!(client.handle_input(&wire(&mut enc, &Message::Command(e))).is_err());
+    }
+
+    /// The client refuses commands over 64 KiB before decoding them.
+    #[test]
+    fn oversized_command_from_the_server_is_refused() {
+        let (mut client, mut enc) = publishing_client();
+        let mut body = Command::on_status("status", "x", "y").encode().to_vec();
+        body.resize(crate::message::MAX_COMMAND_SIZE + 1, 0x05);
+        let mut parts = Vec::new();
+        enc.write(20, types::COMMAND_AMF0, 0, 0, &[Bytes::from(body)], &mut parts);
+        let e = client.handle_input(&parts.concat()).unwrap_err();
+        assert_eq!(e.kind, ProtocolErrorKind::TooLarge);
+        assert!(e.context.contains("64 KiB"), "{e}");
+    }
+
+    #[test]
+    fn backoff_is_clamped_and_never_overflows() {
+        let zero = ClientOptions { initial_backoff: Duration::ZERO, max_backoff: Duration::ZERO, ..Default::default() };
+        assert_eq!(first_backoff(&zero), MIN_BACKOFF);
+        assert_eq!(next_backoff(first_backoff(&zero), &zero), MIN_BACKOFF);
+        let huge = ClientOptions { initial_backoff: Duration::MAX, max_backoff: Duration::MAX, ..Default::default() };
+        assert_eq!(next_backoff(first_backoff(&huge), &huge), Duration::MAX);
+        let d = ClientOptions::default();
+        assert_eq!(next_backoff(Duration::from_secs(8), &d), d.max_backoff);
+        assert_eq!(next_backoff(d.initial_backoff, &d), Duration::from_secs(1));
+    }
+
+    /// A server that takes the connection and then stops: accepts the
+    /// first publish or play with a server session, then neither reads nor
+    /// writes (keeping the socket open). With `start: false` it does
+    /// nothing at all.
+    async fn stalling_server(start: bool) -> RtmpUrl {
+        use tokio::net::TcpListener;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut session = ServerSession::new(SessionConfig::default(), Instant::now());
+            let mut buf = vec![0u8; 64 << 10];
+            let mut started = !start;
+            while !started {
+                let n = socket.read(&mut buf).await.unwrap();
+                session.handle_input(&buf[..n], Instant::now()).unwrap();
+                while let Some(e) = session.poll_event() {
+                    started |= match e {
+                        SessionEvent::Publish { stream_id, .. } => session.accept_publish(stream_id).is_ok(),
+                        SessionEvent::Play { stream_id, .. } => session.accept_play(stream_id).is_ok(),
+                        _ => false,
+                    };
+                }
+                while let Some(b) = session.poll_transmit() {
+                    socket.write_all(&b).await.unwrap();
+                }
+            }
+            std::future::pending::<()>().await;
+            drop(socket);
+        });
+        RtmpUrl::parse(&format!("rtmp://127.0.0.1:{port}/live/k")).unwrap()
+    }
+
+    fn short_io() -> ClientOptions {
+        ClientOptions { io_timeout: Duration::from_millis(300), ..ClientOptions::default() }
+    }
+
+    #[tokio::test]
+    async fn silent_server_fails_the_connection_setup() {
+        let url = stalling_server(false).await;
+        let t0 = Instant::now();
+        let e = Conn::open(&url, ClientMode::Play, &short_io()).await.err().unwrap();
+        assert!(e.contains("nothing received for 300ms"), "{e}");
+        assert!(t0.elapsed() < Duration::from_secs(3));
+    }
+
+    #[tokio::test]
+    async fn player_read_times_out() {
+        let url = stalling_server(true).await;
+        let mut conn = Conn::open(&url, ClientMode::Play, &short_io()).await.unwrap();
+        let t0 = Instant::now();
+        let e = loop {
+            if let Err(e) = conn.read().await {
+                break e;
+            }
+        };
+        assert!(e.contains("nothing received for 300ms"), "{e}");
+        assert!(t0.elapsed() < Duration::from_secs(3));
+    }
+
+    #[tokio::test]
+    async fn publisher_write_times_out_when_the_server_stops_reading() {
+        let url = stalling_server(true).await;
+        let mut conn = Conn::open(&url, ClientMode::Publish, &short_io()).await.unwrap();
+        let frame = MediaFrame::new(CodecId::H264, Bytes::from(vec![0u8; 1 << 20])).with_flags(FrameFlags::KEYFRAME);
+        let t0 = Instant::now();
+        let mut e = None;
+        // Far more than the socket buffers of both sides hold.
+        for _ in 0..256 {
+            conn.session.send_media(&frame).unwrap();
+            if let Err(why) = conn.flush().await {
+                e = Some(why);
+                break;
+            }
+        }
+        let e = e.expect("writes to a server that does not read must time out");
+        assert!(e.contains("write timed out after 300ms"), "{e}");
+        assert!(t0.elapsed() < Duration::from_secs(10));
     }
 }

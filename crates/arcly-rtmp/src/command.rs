@@ -9,7 +9,7 @@
 //! ```
 //! use arcly_rtmp::command::{Command, split_stream_name};
 //! let status = Command::on_status("status", "NetStream.Publish.Start", "Start publishing");
-//! let parsed = Command::parse(&arcly_mux::amf0::decode_all(&status.encode()).unwrap()).unwrap();
+//! let parsed = Command::parse(arcly_mux::amf0::decode_all(&status.encode()).unwrap()).unwrap();
 //! assert_eq!(parsed.status_code(), Some("NetStream.Publish.Start"));
 //! assert_eq!(split_stream_name("key?token=abc"), ("key", Some("token=abc")));
 //! ```
@@ -68,19 +68,20 @@ impl Command {
         Self { name: name.into(), transaction_id, object, args }
     }
 
-    /// Reads a command from its decoded AMF0 values. The name must be a
-    /// string; a missing transaction id reads as 0, a missing object as null.
-    pub fn parse(values: &[Amf0Value]) -> Result<Self, ProtocolError> {
-        let name = values
-            .first()
-            .and_then(Amf0Value::as_str)
-            .ok_or_else(|| ProtocolError::new(PROTOCOL, ProtocolErrorKind::InvalidValue, "command without a name"))?;
-        Ok(Self {
-            name: name.to_owned(),
-            transaction_id: values.get(1).and_then(Amf0Value::as_f64).unwrap_or(0.0),
-            object: values.get(2).cloned().unwrap_or(Amf0Value::Null),
-            args: values.get(3..).map(<[Amf0Value]>::to_vec).unwrap_or_default(),
-        })
+    /// Reads a command from its decoded AMF0 values, taking them over (no
+    /// copy). The name must be a string; a missing transaction id reads as
+    /// 0, a missing object as null.
+    pub fn parse(values: Vec<Amf0Value>) -> Result<Self, ProtocolError> {
+        let mut values = values.into_iter();
+        let name = match values.next() {
+            Some(Amf0Value::String(s) | Amf0Value::LongString(s) | Amf0Value::XmlDocument(s)) => s,
+            _ => {
+                return Err(ProtocolError::new(PROTOCOL, ProtocolErrorKind::InvalidValue, "command without a name"));
+            }
+        };
+        let transaction_id = values.next().as_ref().and_then(Amf0Value::as_f64).unwrap_or(0.0);
+        let object = values.next().unwrap_or(Amf0Value::Null);
+        Ok(Self { name, transaction_id, object, args: values.collect() })
     }
 
     /// The AMF0 body.
@@ -186,10 +187,10 @@ mod tests {
             ]),
             vec![],
         );
-        let back = Command::parse(&amf0::decode_all(&c.encode()).unwrap()).unwrap();
+        let back = Command::parse(amf0::decode_all(&c.encode()).unwrap()).unwrap();
         assert_eq!(back, c);
         assert_eq!(back.object.get("app").and_then(Amf0Value::as_str), Some("live"));
-        assert!(Command::parse(&[Amf0Value::Number(1.0)]).is_err());
+        assert!(Command::parse(vec![Amf0Value::Number(1.0)]).is_err());
         let r = Command::connect_result(1.0, 0.0);
         assert_eq!(r.status_code(), Some(codes::CONNECT_SUCCESS));
         assert_eq!(Command::error(5.0, "X.Y", "d").status_code(), Some("X.Y"));

@@ -7,6 +7,11 @@
 //! actually puts there. Audio, video and data bodies are FLV tag bodies and
 //! stay [`Bytes`] for the FLV parsers of `arcly-mux`.
 //!
+//! Commands are limited to [`MAX_COMMAND_SIZE`] and data messages to
+//! [`MAX_DATA_SIZE`] bytes, checked before any AMF0 is decoded: decoded
+//! values take many times their encoded size, and real ones are small (a
+//! larger one is a protocol error that closes the connection).
+//!
 //! ```
 //! use arcly_rtmp::message::{Message, UserControl};
 //! let (type_id, body) = Message::UserControl(UserControl::PingRequest(7)).encode();
@@ -19,6 +24,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::PROTOCOL;
 use crate::command::Command;
+
+/// The largest command message (types 17 and 20) accepted: 64 KiB.
+pub const MAX_COMMAND_SIZE: usize = 64 << 10;
+/// The largest data message (types 15 and 18, also inside an aggregate)
+/// accepted: 256 KiB.
+pub const MAX_DATA_SIZE: usize = 256 << 10;
 
 /// Message type ids.
 pub mod types {
@@ -167,15 +178,34 @@ impl UserControl {
     }
 }
 
+/// Refuses a `what` message larger than `limit` bytes.
+pub(crate) fn check_size(payload: &[u8], limit: usize, what: &str) -> Result<(), ProtocolError> {
+    if payload.len() > limit {
+        return Err(ProtocolError::new(
+            PROTOCOL,
+            ProtocolErrorKind::TooLarge,
+            format!("{what} message of {} bytes exceeds the limit of {} KiB", payload.len(), limit >> 10),
+        ));
+    }
+    Ok(())
+}
+
 /// Removes the AMF3 format byte (0) of a type 15/17 body.
 fn strip_amf3_marker(payload: Bytes) -> Bytes {
     if payload.first() == Some(&0) { payload.slice(1..) } else { payload }
 }
 
 impl Message {
-    /// Parses a message body of type `type_id`.
+    /// Parses a message body of type `type_id`. Commands larger than
+    /// [`MAX_COMMAND_SIZE`] and data larger than [`MAX_DATA_SIZE`] are
+    /// refused before they are decoded.
     pub fn parse(type_id: u8, payload: Bytes) -> Result<Self, ProtocolError> {
         use types::*;
+        match type_id {
+            COMMAND_AMF0 | COMMAND_AMF3 => check_size(&payload, MAX_COMMAND_SIZE, "command")?,
+            DATA_AMF0 | DATA_AMF3 => check_size(&payload, MAX_DATA_SIZE, "data")?,
+            _ => {}
+        }
         Ok(match type_id {
             SET_CHUNK_SIZE => Self::SetChunkSize(u32_at(&payload, 0, "Set Chunk Size")? & 0x7fff_ffff),
             ABORT => Self::Abort(u32_at(&payload, 0, "Abort")?),
@@ -190,8 +220,8 @@ impl Message {
             VIDEO => Self::Video(payload),
             DATA_AMF0 => Self::Data(payload),
             DATA_AMF3 => Self::Data(strip_amf3_marker(payload)),
-            COMMAND_AMF0 => Self::Command(Command::parse(&amf0::decode_all(&payload)?)?),
-            COMMAND_AMF3 => Self::Command(Command::parse(&amf0::decode_all(&strip_amf3_marker(payload))?)?),
+            COMMAND_AMF0 => Self::Command(Command::parse(amf0::decode_all(&payload)?)?),
+            COMMAND_AMF3 => Self::Command(Command::parse(amf0::decode_all(&strip_amf3_marker(payload))?)?),
             _ => Self::Other { type_id, payload },
         })
     }
@@ -270,5 +300,32 @@ mod tests {
         body.extend_from_slice(&cmd.encode());
         assert_eq!(Message::parse(types::COMMAND_AMF3, Bytes::from(body)).unwrap(), Message::Command(cmd));
         assert!(Message::parse(types::USER_CONTROL, Bytes::from_static(&[0])).is_err());
+    }
+
+    /// Commands and data are limited before decoding: a command of nulls
+    /// one byte over 64 KiB is refused (undecoded it would be ~65536
+    /// values), data one byte over 256 KiB too; at the limit they pass.
+    #[test]
+    fn command_and_data_size_limits() {
+        let mut cmd = Command::new("x", 0.0, Amf0Value::Null, vec![]).encode().to_vec();
+        cmd.resize(MAX_COMMAND_SIZE + 1, 0x06);
+        for t in [types::COMMAND_AMF0, types::COMMAND_AMF3] {
+            let e = Message::parse(t, Bytes::from(cmd.clone())).unwrap_err();
+            assert_eq!(e.kind, ProtocolErrorKind::TooLarge);
+            assert!(e.context.contains("64 KiB"), "{e}");
+        }
+        let mut string = Command::new("x", 0.0, Amf0Value::Null, vec![]).encode().to_vec();
+        let arg = Amf0Value::from("s".repeat(MAX_COMMAND_SIZE - string.len() - 3));
+        let mut tail = BytesMut::new();
+        amf0::encode(&arg, &mut tail);
+        string.extend_from_slice(&tail);
+        assert_eq!(string.len(), MAX_COMMAND_SIZE);
+        assert!(Message::parse(types::COMMAND_AMF0, Bytes::from(string)).is_ok());
+        for t in [types::DATA_AMF0, types::DATA_AMF3] {
+            let e = Message::parse(t, Bytes::from(vec![5u8; MAX_DATA_SIZE + 1])).unwrap_err();
+            assert_eq!(e.kind, ProtocolErrorKind::TooLarge);
+            assert!(e.context.contains("256 KiB"), "{e}");
+            assert!(Message::parse(t, Bytes::from(vec![5u8; MAX_DATA_SIZE])).is_ok());
+        }
     }
 }

@@ -24,7 +24,7 @@ use arcly_core::bus::{Batch, Pacer, RecvError};
 use arcly_core::frame::MediaFrame;
 use arcly_core::identity::{AppName, StreamId, StreamKey};
 use arcly_core::inbound::{InboundProtocol, IngestContext, PlaySession, PublishSession};
-use arcly_core::{Result, StreamError};
+use arcly_core::{ProtocolErrorKind, Result, StreamError};
 use async_trait::async_trait;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -223,7 +223,16 @@ impl Connection {
                         }
                         Ok(_) => {
                             for frame in batch.iter() {
-                                self.session.send_media(stream_id, frame).map_err(|e| format!("player: {e}"))?;
+                                if let Err(e) = self.session.send_media(stream_id, frame) {
+                                    // A frame too large for RTMP is skipped;
+                                    // a broken session (a slow peer), an
+                                    // unsupported codec close the player.
+                                    if self.session.is_failed() || e.kind != ProtocolErrorKind::TooLarge {
+                                        return Err(format!("player: {e}"));
+                                    }
+                                    tracing::warn!(peer = %self.peer, error = %e, "rtmp player: frame skipped");
+                                    continue;
+                                }
                                 // Keep the queue small even for a large cached GOP.
                                 if self.session.queued_bytes() > FLUSH_AT {
                                     self.flush().await?;

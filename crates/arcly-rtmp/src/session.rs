@@ -27,7 +27,7 @@ use crate::PROTOCOL;
 use crate::chunk::{ChunkDecoder, ChunkEncoder, DecoderLimits, RawMessage};
 use crate::command::{self, Command, codes};
 use crate::handshake::ServerHandshake;
-use crate::message::{Message, UserControl, types};
+use crate::message::{self, Message, UserControl, types};
 
 const CSID_CONTROL: u32 = 2;
 const CSID_COMMAND: u32 = 3;
@@ -35,6 +35,14 @@ const CSID_DATA: u32 = 5;
 const CSID_AUDIO: u32 = 6;
 const CSID_VIDEO: u32 = 7;
 const FLV_TAG_HEADER_LEN: usize = 11;
+
+/// The most FLV tags one aggregate message may hold; more is a protocol
+/// error (each tag becomes an event, so a 16 MiB aggregate of tiny tags
+/// would queue a million of them).
+pub const MAX_AGGREGATE_TAGS: usize = 1024;
+
+/// The largest message body RTMP can express (24-bit length): 16 MiB - 1.
+pub const MAX_MESSAGE_BODY: usize = 0xff_ffff;
 
 /// One of the FLV body parsers of `arcly-mux`.
 type BodyParser = fn(&Bytes, i64) -> Result<Option<MediaFrame>, ProtocolError>;
@@ -52,9 +60,23 @@ pub struct SessionConfig {
     /// Time allowed from the first byte to a finished handshake and
     /// `connect` (default 10 s).
     pub handshake_timeout: Duration,
-    /// Time without traffic in either direction before the session is
-    /// closed (default 30 s; zero disables).
+    /// Time without input from the peer before the session is closed
+    /// (default 30 s; zero disables). After half of it without input the
+    /// session sends a ping (user control PingRequest), as nginx-rtmp does:
+    /// a peer that answers, or sends anything else, stays, so a player
+    /// waiting out a publisher's reconnect gap is not closed.
     pub idle_timeout: Duration,
+    /// Time allowed from `connect` to a started publish or play (default
+    /// 30 s; zero disables). A connection that has not published or played
+    /// by then is closed, whatever else it sends (such as pings). The check
+    /// waits while a publish or play is being decided by the driver.
+    pub start_timeout: Duration,
+    /// Most bytes of incomplete messages held before a publish is accepted
+    /// (default 256 KiB, and never more than `limits.max_buffered`);
+    /// [`accept_publish`](ServerSession::accept_publish) raises it to
+    /// `limits.max_buffered`. Commands and data are small, so only an
+    /// accepted publisher needs room for large video frames.
+    pub max_buffered_before_publish: usize,
     /// Most message streams a peer may create (default 8).
     pub max_streams: usize,
     /// Most bytes queued for sending before the session fails (default
@@ -70,6 +92,8 @@ impl Default for SessionConfig {
             window_ack_size: 2_500_000,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
+            start_timeout: Duration::from_secs(30),
+            max_buffered_before_publish: 256 << 10,
             max_streams: 8,
             max_queued_bytes: 32 << 20,
         }
@@ -185,15 +209,22 @@ pub struct ServerSession {
     streams: HashMap<u32, StreamSlot>,
     next_stream: u32,
     started: Instant,
-    last_activity: Instant,
-    sent: bool,
+    /// When input last came from the peer.
+    last_received: Instant,
+    /// A ping was sent since the last input.
+    pinged: bool,
+    /// When `connect` came.
+    connected_at: Option<Instant>,
+    /// A stream was accepted for publishing or playing.
+    streaming: bool,
     failed: Option<ProtocolError>,
 }
 
 impl ServerSession {
     /// A session for a connection accepted at `now`.
     pub fn new(config: SessionConfig, now: Instant) -> Self {
-        let decoder = ChunkDecoder::new(config.limits.clone());
+        let max_buffered = config.limits.max_buffered.min(config.max_buffered_before_publish);
+        let decoder = ChunkDecoder::new(DecoderLimits { max_buffered, ..config.limits.clone() });
         Self {
             config,
             handshake: ServerHandshake::new(),
@@ -209,8 +240,10 @@ impl ServerSession {
             streams: HashMap::new(),
             next_stream: 1,
             started: now,
-            last_activity: now,
-            sent: false,
+            last_received: now,
+            pinged: false,
+            connected_at: None,
+            streaming: false,
             failed: None,
         }
     }
@@ -226,7 +259,8 @@ impl ServerSession {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        self.last_activity = now;
+        self.last_received = now;
+        self.pinged = false;
         let r = self.input(data);
         if let Err(e) = &r {
             self.failed = Some(e.clone());
@@ -267,15 +301,11 @@ impl ServerSession {
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
         let b = self.out.pop_front()?;
         self.queued -= b.len();
-        self.sent = true;
         Some(b)
     }
 
     /// Moves all queued output to `out`.
     pub fn drain_transmit(&mut self, out: &mut Vec<Bytes>) {
-        if !self.out.is_empty() {
-            self.sent = true;
-        }
         out.extend(self.out.drain(..));
         self.queued = 0;
     }
@@ -285,16 +315,36 @@ impl ServerSession {
         self.queued
     }
 
+    /// True once an error broke the session (bad input, or output queued
+    /// over `max_queued_bytes`): the connection should be closed.
+    pub fn is_failed(&self) -> bool {
+        self.failed.is_some()
+    }
+
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.app.is_none() {
             return Some(self.started + self.config.handshake_timeout);
         }
-        (!self.config.idle_timeout.is_zero()).then(|| self.last_activity + self.config.idle_timeout)
+        let idle = self.config.idle_timeout;
+        let idle = (!idle.is_zero()).then(|| self.last_received + if self.pinged { idle } else { idle / 2 });
+        [idle, self.start_deadline()].into_iter().flatten().min()
+    }
+
+    /// When the connection must have started publishing or playing; `None`
+    /// once it has, while a publish or play is pending, or when disabled.
+    fn start_deadline(&self) -> Option<Instant> {
+        let pending = |s: &StreamSlot| matches!(s.state, StreamState::PublishPending | StreamState::PlayPending);
+        if self.streaming || self.config.start_timeout.is_zero() || self.streams.values().any(pending) {
+            return None;
+        }
+        self.connected_at.map(|t| t + self.config.start_timeout)
     }
 
     /// Checks the deadlines at `now`: an error means the session timed out
-    /// (no handshake and `connect` in time, or idle).
+    /// (no handshake and `connect` in time, no publish or play in time, or
+    /// nothing received for the idle timeout). Half way to the idle timeout
+    /// a ping is queued.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), ProtocolError> {
         if self.app.is_none() {
             if now >= self.started + self.config.handshake_timeout {
@@ -306,12 +356,24 @@ impl ServerSession {
             }
             return Ok(());
         }
-        if std::mem::take(&mut self.sent) {
-            self.last_activity = self.last_activity.max(now);
+        if self.start_deadline().is_some_and(|t| now >= t) {
+            return Err(err(
+                ProtocolErrorKind::Timeout,
+                format!("no publish or play within {:?} of connect", self.config.start_timeout),
+            ));
+        }
+        let idle = self.config.idle_timeout;
+        if idle.is_zero() {
             return Ok(());
         }
-        if !self.config.idle_timeout.is_zero() && now >= self.last_activity + self.config.idle_timeout {
-            return Err(err(ProtocolErrorKind::Timeout, format!("idle for {:?}", self.config.idle_timeout)));
+        if now >= self.last_received + idle {
+            let why = if self.pinged { " (ping unanswered)" } else { "" };
+            return Err(err(ProtocolErrorKind::Timeout, format!("nothing received for {idle:?}{why}")));
+        }
+        if !self.pinged && now >= self.last_received + idle / 2 {
+            self.pinged = true;
+            let stamp = now.saturating_duration_since(self.started).as_millis() as u32;
+            self.send(CSID_CONTROL, 0, 0, &Message::UserControl(UserControl::PingRequest(stamp)));
         }
         Ok(())
     }
@@ -374,7 +436,15 @@ impl ServerSession {
     fn on_aggregate(&mut self, stream_id: u32, ts: u32, payload: &Bytes) -> Result<(), ProtocolError> {
         let mut pos = 0;
         let mut first: Option<u32> = None;
+        let mut tags = 0;
         while pos < payload.len() {
+            tags += 1;
+            if tags > MAX_AGGREGATE_TAGS {
+                return Err(err(
+                    ProtocolErrorKind::TooLarge,
+                    format!("aggregate message of more than {MAX_AGGREGATE_TAGS} tags"),
+                ));
+            }
             let Some(h) = payload.get(pos..pos + FLV_TAG_HEADER_LEN) else {
                 return Err(err(ProtocolErrorKind::Truncated, "aggregate message: partial tag header"));
             };
@@ -390,7 +460,10 @@ impl ServerSession {
             let (ty, parse): (_, BodyParser) = match h[0] {
                 types::AUDIO => (FrameType::Audio, flv::parse_audio),
                 types::VIDEO => (FrameType::Video, flv::parse_video),
-                types::DATA_AMF0 => (FrameType::Data, flv::parse_script_frame),
+                types::DATA_AMF0 => {
+                    message::check_size(&body, message::MAX_DATA_SIZE, "aggregate data")?;
+                    (FrameType::Data, flv::parse_script_frame)
+                }
                 other => {
                     return Err(err(ProtocolErrorKind::InvalidValue, format!("aggregate sub-message type {other}")));
                 }
@@ -464,10 +537,9 @@ impl ServerSession {
                     ));
                 };
                 if slot.state != StreamState::Idle {
-                    return Err(err(
-                        ProtocolErrorKind::UnexpectedMessage,
-                        format!("publish on busy stream {stream_id}"),
-                    ));
+                    let why = format!("stream {stream_id} is busy");
+                    self.send_command(stream_id, Command::on_status("error", codes::PUBLISH_BAD_NAME, &why));
+                    return Ok(());
                 }
                 if name.is_empty() {
                     self.send_command(
@@ -491,7 +563,9 @@ impl ServerSession {
                     ));
                 };
                 if slot.state != StreamState::Idle {
-                    return Err(err(ProtocolErrorKind::UnexpectedMessage, format!("play on busy stream {stream_id}")));
+                    let why = format!("stream {stream_id} is busy");
+                    self.send_command(stream_id, Command::on_status("error", codes::PLAY_FAILED, &why));
+                    return Ok(());
                 }
                 slot.state = StreamState::PlayPending;
                 self.events.push_back(SessionEvent::Play { stream_id, name, query, start });
@@ -536,6 +610,7 @@ impl ServerSession {
         let encoding = cmd.object.get("objectEncoding").and_then(Amf0Value::as_f64).unwrap_or(0.0);
         self.app_query = query.map(str::to_owned);
         self.app = Some(app.clone());
+        self.connected_at = Some(self.last_received);
         let window = self.config.window_ack_size;
         self.send(CSID_CONTROL, 0, 0, &Message::WindowAckSize(window));
         self.send(CSID_CONTROL, 0, 0, &Message::SetPeerBandwidth { size: window, limit: 2 });
@@ -594,6 +669,9 @@ impl ServerSession {
     /// Accepts a pending publish: sends `NetStream.Publish.Start`.
     pub fn accept_publish(&mut self, stream_id: u32) -> Result<(), ProtocolError> {
         self.transition(stream_id, StreamState::PublishPending, StreamState::Publishing)?;
+        self.streaming = true;
+        // An accepted publisher may send frames up to the message size.
+        self.decoder.set_limits(self.config.limits.clone());
         self.send(CSID_CONTROL, 0, 0, &Message::UserControl(UserControl::StreamBegin(stream_id)));
         self.send_command(stream_id, Command::on_status("status", codes::PUBLISH_START, "Start publishing"));
         Ok(())
@@ -612,6 +690,7 @@ impl ServerSession {
     /// [`send_media`](Self::send_media).
     pub fn accept_play(&mut self, stream_id: u32) -> Result<(), ProtocolError> {
         self.transition(stream_id, StreamState::PlayPending, StreamState::Playing)?;
+        self.streaming = true;
         self.send(CSID_CONTROL, 0, 0, &Message::UserControl(UserControl::StreamBegin(stream_id)));
         self.send_command(stream_id, Command::on_status("status", codes::PLAY_RESET, "Playing and resetting"));
         self.send_command(stream_id, Command::on_status("status", codes::PLAY_START, "Started playing"));
@@ -630,16 +709,23 @@ impl ServerSession {
     /// Queues `frame` for a playing stream as an RTMP message whose body is
     /// the FLV tag body: the codec header plus a slice of the frame's own
     /// payload (no copy). Fails for a stream that is not playing, a codec
-    /// FLV cannot carry, or when more than `max_queued_bytes` are queued.
+    /// FLV cannot carry or a frame over [`MAX_MESSAGE_BODY`] (the frame is
+    /// refused, the session goes on), or when more than `max_queued_bytes`
+    /// are queued (that breaks the session: [`is_failed`](Self::is_failed)).
     pub fn send_media(&mut self, stream_id: u32, frame: &MediaFrame) -> Result<(), ProtocolError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
         if self.streams.get(&stream_id).map(|s| s.state) != Some(StreamState::Playing) {
             return Err(err(ProtocolErrorKind::UnexpectedMessage, format!("stream {stream_id} is not playing")));
         }
         if self.queued > self.config.max_queued_bytes {
-            return Err(err(
+            let e = err(
                 ProtocolErrorKind::TooLarge,
                 format!("more than {} bytes queued for a slow peer", self.config.max_queued_bytes),
-            ));
+            );
+            self.failed = Some(e.clone());
+            return Err(e);
         }
         let [head, payload, _] = self.writer.write_frame_parts(frame)?;
         let (type_id, csid) = match head.first() {
@@ -649,6 +735,15 @@ impl ServerSession {
         };
         let ts = (frame.dts_in(Timebase::MILLIS) & 0xffff_ffff) as u32;
         let codec_header = head.slice(FLV_TAG_HEADER_LEN.min(head.len())..);
+        // RTMP lengths are 24 bits: the encoder would cut a larger body and
+        // corrupt the stream.
+        let len = codec_header.len() + payload.len();
+        if len > MAX_MESSAGE_BODY {
+            return Err(err(
+                ProtocolErrorKind::TooLarge,
+                format!("{} frame of {len} bytes exceeds the RTMP message limit of {MAX_MESSAGE_BODY}", frame.codec),
+            ));
+        }
         self.encoder.write(csid, type_id, stream_id, ts, &[codec_header, payload], &mut self.parts);
         self.flush_parts();
         Ok(())

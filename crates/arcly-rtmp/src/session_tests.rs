@@ -274,16 +274,265 @@ fn timeouts() {
     assert!(s.handle_timeout(t0 + Duration::from_secs(9)).is_ok());
     let e = s.handle_timeout(t0 + Duration::from_secs(10)).unwrap_err();
     assert_eq!(e.kind, ProtocolErrorKind::Timeout);
-    // Idle after connect; output counts as activity.
+    // Idle after connect: output does not count, only input does.
     let wire = publisher_bytes();
     let mut s = ServerSession::new(SessionConfig::default(), t0);
     s.handle_input(&wire[..wire.len() - 100], t0).unwrap();
-    assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(30)));
+    while let Some(ev) = s.poll_event() {
+        if let SessionEvent::Publish { stream_id, .. } = ev {
+            s.accept_publish(stream_id).unwrap();
+        }
+    }
+    // Half way: a ping.
+    assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(15)));
     while s.poll_transmit().is_some() {}
-    assert!(s.handle_timeout(t0 + Duration::from_secs(30)).is_ok());
-    assert!(s.handle_timeout(t0 + Duration::from_secs(59)).is_ok());
-    assert!(s.handle_timeout(t0 + Duration::from_secs(60)).is_err());
+    assert!(s.handle_timeout(t0 + Duration::from_secs(15)).is_ok());
+    assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(30)));
+    assert!(s.handle_timeout(t0 + Duration::from_secs(29)).is_ok());
+    assert!(s.handle_timeout(t0 + Duration::from_secs(30)).is_err());
     let _ = DEFAULT_CHUNK_SIZE;
+}
+
+/// Handshake, connect and createStream: stream 1 is idle.
+fn connected_wire() -> Vec<u8> {
+    let mut wire = vec![3u8];
+    wire.resize(1 + 2 * HANDSHAKE_SIZE, 0);
+    let mut enc = ChunkEncoder::new();
+    let mut parts = Vec::new();
+    let connect = obj(&[("app", Amf0Value::from("live"))]);
+    enc.write(3, types::COMMAND_AMF0, 0, 0, &[Command::new("connect", 1.0, connect, vec![]).encode()], &mut parts);
+    let create = Command::new("createStream", 2.0, Amf0Value::Null, vec![]);
+    enc.write(3, types::COMMAND_AMF0, 0, 0, &[create.encode()], &mut parts);
+    wire.extend(parts.concat());
+    wire
+}
+
+/// One message on chunk stream `csid` with a fresh (type 0) header, cut
+/// into 128-byte chunks.
+fn message_wire(csid: u32, type_id: u8, stream_id: u32, body: &[u8]) -> Vec<u8> {
+    let mut parts = Vec::new();
+    ChunkEncoder::new().write(csid, type_id, stream_id, 0, &[Bytes::copy_from_slice(body)], &mut parts);
+    parts.concat()
+}
+
+fn command_wire(stream_id: u32, cmd: Command) -> Vec<u8> {
+    message_wire(if stream_id == 0 { 3 } else { 8 }, types::COMMAND_AMF0, stream_id, &cmd.encode())
+}
+
+/// The messages `s` sent since the last call; `out` keeps all its output
+/// (from S0S1S2 on) so chunk size changes apply.
+fn new_messages(s: &mut ServerSession, out: &mut Vec<u8>) -> Vec<Message> {
+    let before = if out.is_empty() { 0 } else { server_messages(out).len() };
+    while let Some(b) = s.poll_transmit() {
+        out.extend_from_slice(&b);
+    }
+    server_messages(out).into_iter().skip(before).map(|(_, m)| m).collect()
+}
+
+fn status_codes(s: &mut ServerSession, out: &mut Vec<u8>) -> Vec<String> {
+    let status = |m: Message| match m {
+        Message::Command(c) => c.status_code().map(str::to_owned),
+        _ => None,
+    };
+    new_messages(s, out).into_iter().filter_map(status).collect()
+}
+
+fn ping_requests(s: &mut ServerSession, out: &mut Vec<u8>) -> usize {
+    new_messages(s, out).iter().filter(|m| matches!(m, Message::UserControl(UserControl::PingRequest(_)))).count()
+}
+
+/// A player waiting out a publisher's reconnect gap receives nothing and
+/// may send nothing: it is pinged half way to the idle timeout and stays
+/// while it answers; a peer that does not answer is closed at the timeout.
+#[test]
+fn idle_players_are_pinged_and_stay_while_they_answer() {
+    let t0 = Instant::now();
+    let secs = |n: u64| t0 + Duration::from_secs(n);
+    let mut wire = connected_wire();
+    wire.extend(command_wire(1, Command::new("play", 0.0, Amf0Value::Null, vec!["k".into()])));
+    let play = |s: &mut ServerSession| {
+        s.handle_input(&wire, t0).unwrap();
+        while s.poll_event().is_some() {}
+        s.accept_play(1).unwrap();
+    };
+    let pong = message_wire(2, types::USER_CONTROL, 0, &Message::UserControl(UserControl::PingResponse(1)).encode().1);
+
+    let mut s = ServerSession::new(SessionConfig::default(), t0);
+    play(&mut s);
+    let mut out = Vec::new();
+    assert_eq!(ping_requests(&mut s, &mut out), 0);
+    for round in 0..10u64 {
+        let last = secs(round * 20);
+        assert_eq!(s.poll_timeout(), Some(last + Duration::from_secs(15)));
+        s.handle_timeout(last + Duration::from_secs(15)).unwrap();
+        assert_eq!(ping_requests(&mut s, &mut out), 1, "round {round}");
+        // Still no answer at 19 s: it stays; the ping is not repeated.
+        s.handle_timeout(last + Duration::from_secs(19)).unwrap();
+        assert_eq!(ping_requests(&mut s, &mut out), 0);
+        s.handle_input(&pong, secs(round * 20 + 20)).unwrap();
+    }
+    // 200 s after the last media: alive.
+    assert!(!s.is_failed());
+
+    let mut s = ServerSession::new(SessionConfig::default(), t0);
+    play(&mut s);
+    s.handle_timeout(secs(15)).unwrap();
+    assert_eq!(ping_requests(&mut s, &mut Vec::new()), 1);
+    assert_eq!(s.poll_timeout(), Some(secs(30)));
+    s.handle_timeout(secs(29)).unwrap();
+    let e = s.handle_timeout(secs(30)).unwrap_err();
+    assert_eq!(e.kind, ProtocolErrorKind::Timeout);
+    assert!(e.context.contains("ping unanswered"), "{e}");
+}
+
+/// A connection must publish or play within `start_timeout` of connect:
+/// answering pings does not keep it.
+#[test]
+fn connections_that_never_start_are_closed() {
+    let t0 = Instant::now();
+    let secs = |n: u64| t0 + Duration::from_secs(n);
+    let pong = message_wire(2, types::USER_CONTROL, 0, &Message::UserControl(UserControl::PingResponse(1)).encode().1);
+    let mut s = ServerSession::new(SessionConfig::default(), t0);
+    s.handle_input(&connected_wire(), t0).unwrap();
+    for t in [14, 28] {
+        s.handle_timeout(secs(t)).unwrap();
+        s.handle_input(&pong, secs(t)).unwrap();
+    }
+    assert_eq!(s.poll_timeout(), Some(secs(30)));
+    let e = s.handle_timeout(secs(30)).unwrap_err();
+    assert_eq!(e.kind, ProtocolErrorKind::Timeout);
+    assert!(e.context.contains("no publish or play"), "{e}");
+
+    // A pending play defers the deadline; an accepted one lifts it.
+    let mut s = ServerSession::new(SessionConfig::default(), t0);
+    let mut wire = connected_wire();
+    wire.extend(command_wire(1, Command::new("play", 0.0, Amf0Value::Null, vec!["k".into()])));
+    s.handle_input(&wire, t0).unwrap();
+    assert_eq!(s.poll_timeout(), Some(secs(15)));
+    s.handle_input(&pong, secs(29)).unwrap();
+    s.handle_timeout(secs(31)).unwrap();
+    s.accept_play(1).unwrap();
+    s.handle_input(&pong, secs(40)).unwrap();
+    s.handle_timeout(secs(54)).unwrap();
+    assert_eq!(s.poll_timeout(), Some(secs(55)));
+}
+
+/// Until a publish is accepted, incomplete messages may hold 256 KiB; an
+/// accepted publisher gets the full budget for large keyframes.
+#[test]
+fn incomplete_bytes_budget_is_small_until_publishing() {
+    assert_eq!(DecoderLimits::default().max_buffered, 17 << 20);
+    let now = Instant::now();
+    let mut wire = connected_wire();
+    wire.extend(command_wire(1, Command::new("publish", 3.0, Amf0Value::Null, vec!["k".into()])));
+    let mut idr = vec![0x17, 1, 0, 0, 0];
+    idr.resize(300 << 10, 0x42);
+    let video = message_wire(6, types::VIDEO, 1, &idr);
+
+    let mut s = ServerSession::new(SessionConfig::default(), now);
+    s.handle_input(&wire, now).unwrap();
+    let e = s.handle_input(&video, now).unwrap_err();
+    assert_eq!(e.kind, ProtocolErrorKind::TooLarge);
+    assert!(e.context.contains("262144 bytes of incomplete messages"), "{e}");
+
+    let mut s = ServerSession::new(SessionConfig::default(), now);
+    s.handle_input(&wire, now).unwrap();
+    while s.poll_event().is_some() {}
+    s.accept_publish(1).unwrap();
+    s.handle_input(&video, now).unwrap();
+    let frame = std::iter::from_fn(|| s.poll_event()).find_map(|e| match e {
+        SessionEvent::Media { frame, .. } => Some(frame),
+        _ => None,
+    });
+    assert_eq!(frame.map(|f| f.payload.len()), Some((300 << 10) - 5));
+}
+
+/// A command over 64 KiB is refused before `connect`, before decoding.
+#[test]
+fn oversized_command_closes_the_session() {
+    let now = Instant::now();
+    let mut wire = vec![3u8];
+    wire.resize(1 + 2 * HANDSHAKE_SIZE, 0);
+    let mut body = Command::new("connect", 1.0, Amf0Value::Null, vec![]).encode().to_vec();
+    body.resize(message::MAX_COMMAND_SIZE + 1, 0x05);
+    wire.extend(message_wire(3, types::COMMAND_AMF0, 0, &body));
+    let mut s = ServerSession::new(SessionConfig::default(), now);
+    let e = s.handle_input(&wire, now).unwrap_err();
+    assert_eq!(e.kind, ProtocolErrorKind::TooLarge);
+    assert!(e.context.contains("command message of 65537 bytes exceeds the limit of 64 KiB"), "{e}");
+}
+
+fn aggregate(tags: usize) -> Bytes {
+    let mut agg = Vec::new();
+    for i in 0..tags {
+        let body = [0xaf, 1, i as u8];
+        agg.extend_from_slice(&[8, 0, 0, 3, 0, 0, i as u8, 0, 0, 0, 0]);
+        agg.extend_from_slice(&body);
+        agg.extend_from_slice(&14u32.to_be_bytes());
+    }
+    Bytes::from(agg)
+}
+
+#[test]
+fn aggregate_tag_count_is_limited() {
+    let now = Instant::now();
+    let mut s = ServerSession::new(SessionConfig::default(), now);
+    s.handle_input(&publish_wire(&[(types::AGGREGATE, 0, aggregate(MAX_AGGREGATE_TAGS))]), now).unwrap();
+    let media = std::iter::from_fn(|| s.poll_event()).filter(|e| matches!(e, SessionEvent::Media { .. })).count();
+    assert_eq!(media, MAX_AGGREGATE_TAGS);
+    let mut s = ServerSession::new(SessionConfig::default(), now);
+    let wire = publish_wire(&[(types::AGGREGATE, 0, aggregate(MAX_AGGREGATE_TAGS + 1))]);
+    let e = s.handle_input(&wire, now).unwrap_err();
+    assert_eq!(e.kind, ProtocolErrorKind::TooLarge);
+    assert!(e.context.contains("1024 tags"), "{e}");
+}
+
+/// A second play or a publish on a busy stream is answered with an error
+/// status; the connection and the first play go on.
+#[test]
+fn busy_stream_commands_get_an_error_status() {
+    let now = Instant::now();
+    let mut wire = connected_wire();
+    wire.extend(command_wire(1, Command::new("play", 0.0, Amf0Value::Null, vec!["a".into()])));
+    let mut s = ServerSession::new(SessionConfig::default(), now);
+    s.handle_input(&wire, now).unwrap();
+    while s.poll_event().is_some() {}
+    s.accept_play(1).unwrap();
+    let mut out = Vec::new();
+    let _ = status_codes(&mut s, &mut out);
+    s.handle_input(&command_wire(1, Command::new("play", 0.0, Amf0Value::Null, vec!["b".into()])), now).unwrap();
+    assert_eq!(status_codes(&mut s, &mut out), vec![codes::PLAY_FAILED]);
+    s.handle_input(&command_wire(1, Command::new("publish", 0.0, Amf0Value::Null, vec!["c".into()])), now).unwrap();
+    assert_eq!(status_codes(&mut s, &mut out), vec![codes::PUBLISH_BAD_NAME]);
+    assert_eq!(s.poll_event(), None);
+    let aac = MediaFrame::new(CodecId::Aac, Bytes::from_static(&[1])).with_flags(FrameFlags::KEYFRAME);
+    s.send_media(1, &aac).unwrap();
+}
+
+/// A frame RTMP cannot express (over 16 MiB - 1) is refused, not cut; the
+/// session goes on. A slow peer breaks the session.
+#[test]
+fn oversized_frames_are_refused_and_the_session_goes_on() {
+    let now = Instant::now();
+    let mut wire = connected_wire();
+    wire.extend(command_wire(1, Command::new("play", 0.0, Amf0Value::Null, vec!["a".into()])));
+    let config = SessionConfig { max_queued_bytes: 1 << 20, ..SessionConfig::default() };
+    let mut s = ServerSession::new(config, now);
+    s.handle_input(&wire, now).unwrap();
+    while s.poll_event().is_some() {}
+    s.accept_play(1).unwrap();
+    while s.poll_transmit().is_some() {}
+    let huge =
+        MediaFrame::new(CodecId::H264, Bytes::from(vec![0u8; MAX_MESSAGE_BODY - 4])).with_flags(FrameFlags::KEYFRAME);
+    let e = s.send_media(1, &huge).unwrap_err();
+    assert_eq!(e.kind, ProtocolErrorKind::TooLarge);
+    assert!(!s.is_failed());
+    assert_eq!(s.queued_bytes(), 0, "nothing of the refused frame is queued");
+    let small = MediaFrame::new(CodecId::H264, Bytes::from(vec![0u8; 2 << 20])).with_flags(FrameFlags::KEYFRAME);
+    s.send_media(1, &small).unwrap();
+    assert!(!s.is_failed());
+    assert!(s.send_media(1, &small).is_err());
+    assert!(s.is_failed(), "over max_queued_bytes the session is broken");
 }
 
 #[test]
