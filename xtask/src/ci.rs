@@ -79,6 +79,7 @@ fn peers(root: &Path) -> Result<()> {
         (&["gst-inspect-1.0", "avdec_h264"], "gstreamer1.0-libav"),
         (&["nginx", "-v"], "nginx-light"),
         (&["test", "-f", "/usr/lib/nginx/modules/ngx_rtmp_module.so"], "libnginx-mod-rtmp"),
+        (&["test", "-x", "/usr/bin/chromium"], "chromium"),
     ];
     let present = |probe: &[&str]| {
         Command::new(probe[0])
@@ -92,7 +93,9 @@ fn peers(root: &Path) -> Result<()> {
         PEERS.iter().filter(|(probe, _)| !present(probe)).map(|&(_, package)| package).collect();
     packages.dedup();
     if packages.is_empty() {
-        println!("peers present: ffmpeg, ffprobe, rtmpdump, GStreamer (rtmp2, flv, libav), nginx with the RTMP module");
+        println!(
+            "peers present: ffmpeg, ffprobe, rtmpdump, GStreamer (rtmp2, flv, libav), nginx with the RTMP module, chromium"
+        );
         return Ok(());
     }
     if !is_root() {

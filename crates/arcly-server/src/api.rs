@@ -1,0 +1,137 @@
+//! The stream API: `GET /api/v1/streams` and `GET /api/v1/streams/{app}/{key}`.
+//!
+//! ```json
+//! {"streams": [{
+//!   "app": "live", "key": "demo", "publishing": true,
+//!   "publisher": {"protocol": "rtmp", "address": "192.0.2.7:50122"},
+//!   "uptime_secs": 12.5,
+//!   "codecs": {"video": "h264", "audio": "aac"},
+//!   "resolution": {"width": 1280, "height": 720},
+//!   "audio": {"sample_rate": 48000, "channels": 2},
+//!   "fps": 30.0, "bitrate_bps": 2500000, "keyframe_interval_ms": 2000,
+//!   "subscribers": 3, "frames_in": 1234, "bytes_in": 3456789,
+//!   "skips": 0, "evictions": 0
+//! }]}
+//! ```
+//!
+//! `resolution` and `audio` come from the stream's configuration frames
+//! (H.264/H.265 SPS, AAC AudioSpecificConfig) and are `null` until those
+//! were seen or for other codecs. `subscribers` counts every subscription
+//! to the stream's bus: RTMP and HTTP-FLV players and the HLS packager.
+
+use arcly_core::engine::{Engine, StreamInfo};
+use arcly_core::frame::{CodecId, FrameType};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::http::{AppState, no_stream, stream_id};
+
+#[derive(Serialize)]
+struct StreamList {
+    streams: Vec<StreamView>,
+}
+
+#[derive(Serialize)]
+struct StreamView {
+    app: String,
+    key: String,
+    publishing: bool,
+    publisher: Publisher,
+    uptime_secs: f64,
+    codecs: Codecs,
+    resolution: Option<Resolution>,
+    audio: Option<AudioInfo>,
+    fps: f64,
+    bitrate_bps: u64,
+    keyframe_interval_ms: Option<i64>,
+    subscribers: usize,
+    frames_in: u64,
+    bytes_in: u64,
+    skips: u64,
+    evictions: u64,
+}
+
+#[derive(Serialize)]
+struct Publisher {
+    protocol: &'static str,
+    address: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Codecs {
+    video: Option<&'static str>,
+    audio: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct Resolution {
+    width: u32,
+    height: u32,
+}
+
+#[derive(Serialize)]
+struct AudioInfo {
+    sample_rate: u32,
+    channels: u8,
+}
+
+fn view(engine: &Engine, info: &StreamInfo) -> StreamView {
+    let handle = engine.lookup(&info.id);
+    let config = |ty| handle.as_ref().and_then(|h| h.config_frame(ty));
+    let resolution = config(FrameType::Video).and_then(|f| match f.codec {
+        CodecId::H264 => arcly_codec::h264::AvcConfig::parse(&f.payload)
+            .and_then(|c| c.first_sps())
+            .ok()
+            .map(|s| Resolution { width: s.width, height: s.height }),
+        CodecId::H265 => arcly_codec::h265::HevcConfig::parse(&f.payload)
+            .and_then(|c| c.first_sps())
+            .ok()
+            .map(|s| Resolution { width: s.width, height: s.height }),
+        _ => None,
+    });
+    let audio = config(FrameType::Audio).and_then(|f| match f.codec {
+        CodecId::Aac => arcly_codec::aac::AudioSpecificConfig::parse(&f.payload)
+            .ok()
+            .map(|a| AudioInfo { sample_rate: a.sample_rate, channels: a.channel_config }),
+        _ => None,
+    });
+    let q = &info.qos;
+    StreamView {
+        app: info.id.app().as_str().to_owned(),
+        key: info.id.key().as_str().to_owned(),
+        publishing: info.publishing,
+        publisher: Publisher { protocol: info.protocol, address: info.peer.map(|p| p.to_string()) },
+        uptime_secs: (info.uptime.as_secs_f64() * 10.0).round() / 10.0,
+        codecs: Codecs { video: info.codecs.0.map(CodecId::name), audio: info.codecs.1.map(CodecId::name) },
+        resolution,
+        audio,
+        fps: (q.video_fps * 100.0).round() / 100.0,
+        bitrate_bps: q.bitrate_bps,
+        keyframe_interval_ms: q.keyframe_interval_ms,
+        subscribers: q.subscribers,
+        frames_in: q.frames_in,
+        bytes_in: q.bytes_in,
+        skips: q.skips,
+        evictions: q.evictions,
+    }
+}
+
+/// `GET /api/v1/streams`.
+pub(crate) async fn list(State(state): State<AppState>) -> Response {
+    let streams = state.engine.streams().iter().map(|s| view(&state.engine, s)).collect();
+    ([(header::CACHE_CONTROL, "no-cache")], Json(StreamList { streams })).into_response()
+}
+
+/// `GET /api/v1/streams/{app}/{key}`.
+pub(crate) async fn one(State(state): State<AppState>, Path((app, key)): Path<(String, String)>) -> Response {
+    let Some(id) = stream_id(&app, &key) else {
+        return no_stream(&app, &key);
+    };
+    match state.engine.streams().iter().find(|s| s.id == id) {
+        Some(s) => ([(header::CACHE_CONTROL, "no-cache")], Json(view(&state.engine, s))).into_response(),
+        None => no_stream(&app, &key),
+    }
+}

@@ -1,0 +1,173 @@
+//! HLS and LL-HLS over HTTP: the routes under `/live/{app}/{key}/`, served
+//! by [`arcly_hls::Hls`].
+//!
+//! | Route | What | Cache-Control |
+//! |---|---|---|
+//! | `index.m3u8` | LL-HLS media playlist (`_HLS_msn`, `_HLS_part`, `_HLS_skip`) | `no-cache`; blocking reloads `max-age=2` |
+//! | `master.m3u8`, `multivariant.m3u8` | multivariant playlist | `no-cache` |
+//! | `init.mp4`, `init{n}.mp4` | fMP4 initialisation segments | `max-age=10` |
+//! | `seg{msn}.m4s` | fMP4 segments | `max-age=30` |
+//! | `part{msn}.{n}.m4s` | LL-HLS parts | `max-age=30` |
+//! | `ts/index.m3u8` | classic HLS playlist (MPEG-TS) | `no-cache` |
+//! | `ts/seg{msn}.ts` | MPEG-TS segments | `max-age=30` |
+//!
+//! A blocking reload (`_HLS_msn`) answers once that segment (or part)
+//! exists; segments and parts are sent as the packager's buffers, without a
+//! copy, with a `Content-Length`.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use arcly_core::identity::StreamId;
+use arcly_hls::{HlsError, PlaylistKind, PlaylistRequest};
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+
+use crate::http::{AppState, error, no_stream, stream_id};
+
+const PLAYLIST: &str = "application/vnd.apple.mpegurl";
+const MP4: &str = "video/mp4";
+const TS: &str = "video/mp2t";
+const NO_CACHE: &str = "no-cache";
+const BLOCKING_CACHE: &str = "public, max-age=2";
+const INIT_CACHE: &str = "public, max-age=10";
+const MEDIA_CACHE: &str = "public, max-age=30";
+
+type Params = Query<HashMap<String, String>>;
+
+/// `GET /live/{app}/{key}/{file}`: fMP4 / LL-HLS files.
+pub(crate) async fn file(
+    State(state): State<AppState>,
+    Path((app, key, file)): Path<(String, String, String)>,
+    Query(params): Params,
+) -> Response {
+    let (Some(hls), Some(id)) = (state.hls.as_ref(), stream_id(&app, &key)) else {
+        return no_stream(&app, &key);
+    };
+    match file.as_str() {
+        "index.m3u8" => playlist(hls, &id, PlaylistKind::LowLatency, &params).await,
+        "master.m3u8" | "multivariant.m3u8" => match hls.multivariant(&id).await {
+            Ok(text) => text_response(text, NO_CACHE),
+            Err(e) => hls_error(&e),
+        },
+        "init.mp4" => match hls.init(&id).await {
+            Ok(init) => buffers(vec![init], MP4, INIT_CACHE),
+            Err(e) => hls_error(&e),
+        },
+        f if f.starts_with("part") && f.ends_with(".m4s") => match hls.part(&id, f).await {
+            Ok(parts) => buffers(parts, MP4, MEDIA_CACHE),
+            Err(e) => hls_error(&e),
+        },
+        f if (f.starts_with("seg") && f.ends_with(".m4s")) || (f.starts_with("init") && f.ends_with(".mp4")) => {
+            let cache = if f.ends_with(".mp4") { INIT_CACHE } else { MEDIA_CACHE };
+            match hls.segment(&id, PlaylistKind::LowLatency, f).await {
+                Ok(parts) => buffers(parts, MP4, cache),
+                Err(e) => hls_error(&e),
+            }
+        }
+        _ => error(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+/// `GET /live/{app}/{key}/ts/{file}`: classic HLS (MPEG-TS).
+pub(crate) async fn ts_file(
+    State(state): State<AppState>,
+    Path((app, key, file)): Path<(String, String, String)>,
+    Query(params): Params,
+) -> Response {
+    let (Some(hls), Some(id)) = (state.hls.as_ref(), stream_id(&app, &key)) else {
+        return no_stream(&app, &key);
+    };
+    match file.as_str() {
+        "index.m3u8" => playlist(hls, &id, PlaylistKind::Ts, &params).await,
+        f if f.starts_with("seg") && f.ends_with(".ts") => match hls.segment(&id, PlaylistKind::Ts, f).await {
+            Ok(parts) => buffers(parts, TS, MEDIA_CACHE),
+            Err(e) => hls_error(&e),
+        },
+        _ => error(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+async fn playlist(
+    hls: &arcly_hls::Hls,
+    id: &StreamId,
+    kind: PlaylistKind,
+    params: &HashMap<String, String>,
+) -> Response {
+    let req = match playlist_request(params) {
+        Ok(r) => r,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
+    };
+    match hls.playlist(id, kind, req).await {
+        Ok(text) => text_response(text, if req.msn.is_some() { BLOCKING_CACHE } else { NO_CACHE }),
+        Err(e) => hls_error(&e),
+    }
+}
+
+/// The LL-HLS delivery directives of the query string.
+fn playlist_request(params: &HashMap<String, String>) -> Result<PlaylistRequest, String> {
+    let number = |name: &str| -> Result<Option<u64>, String> {
+        params.get(name).map(|v| v.parse().map_err(|_| format!("{name}={v:?} is not a number"))).transpose()
+    };
+    let skip = match params.get("_HLS_skip").map(String::as_str) {
+        None | Some("NO") => false,
+        Some("YES" | "v2") => true,
+        Some(other) => return Err(format!("_HLS_skip={other:?} is not YES or v2")),
+    };
+    Ok(PlaylistRequest { msn: number("_HLS_msn")?, part: number("_HLS_part")?, skip })
+}
+
+fn hls_error(e: &HlsError) -> Response {
+    let status = StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    error(status, e.to_string())
+}
+
+fn text_response(text: String, cache: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, PLAYLIST), (header::CACHE_CONTROL, cache)], text).into_response()
+}
+
+/// A response whose body is `parts` in order, with their total length.
+fn buffers(parts: Vec<Bytes>, content_type: &'static str, cache: &'static str) -> Response {
+    let len: usize = parts.iter().map(Bytes::len).sum();
+    let mut response = Body::from_stream(Parts(parts.into_iter())).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    response
+}
+
+/// A body of buffers that already exist.
+struct Parts(std::vec::IntoIter<Bytes>);
+
+impl futures_core::Stream for Parts {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Poll::Ready(self.0.find(|b| !b.is_empty()).map(Ok))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.0.len()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_directives() {
+        let q = |s: &[(&str, &str)]| s.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        assert_eq!(playlist_request(&q(&[])).unwrap(), PlaylistRequest::default());
+        let r = playlist_request(&q(&[("_HLS_msn", "12"), ("_HLS_part", "3"), ("_HLS_skip", "YES")])).unwrap();
+        assert_eq!(r, PlaylistRequest { msn: Some(12), part: Some(3), skip: true });
+        assert!(playlist_request(&q(&[("_HLS_msn", "x")])).unwrap_err().contains("_HLS_msn"));
+        assert!(playlist_request(&q(&[("_HLS_skip", "maybe")])).is_err());
+    }
+}

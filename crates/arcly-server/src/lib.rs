@@ -1,0 +1,27 @@
+//! The arcly streaming server as a library: the `arcly` binary is a thin
+//! command line around [`Server::start`], and the tests start the same
+//! server in-process on `127.0.0.1:0`.
+//!
+//! - [`config`]: the TOML configuration, environment overrides and
+//!   validation.
+//! - [`Server`]: binds the RTMP and HTTP listeners, builds the engine and
+//!   runs everything until [`Server::shutdown`].
+//! - The HTTP side (axum): LL-HLS at `/live/{app}/{key}/index.m3u8`,
+//!   classic HLS at `/live/{app}/{key}/ts/index.m3u8`, HTTP-FLV at
+//!   `/live/{app}/{key}.flv`, the stream
+//!   API at `/api/v1/streams`, `/healthz` and `/readyz`, with CORS for
+//!   browser players, and the web player at `/` (hls.js, embedded).
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod config;
+
+mod api;
+mod flv;
+mod hls;
+mod http;
+mod player;
+mod server;
+
+pub use config::{Config, ConfigError};
+pub use server::{Server, StartError};

@@ -1,0 +1,150 @@
+//! The `arcly` server: RTMP in; HLS, LL-HLS and HTTP-FLV out; a JSON API,
+//! health checks and a web player.
+//!
+//! `cargo run --release` at the repository root starts it with embedded
+//! defaults (RTMP on `0.0.0.0:1935`, HTTP on `0.0.0.0:8080`, application
+//! `live`). See `arcly --help`, [`arcly_server::config`] and
+//! `arcly.example.toml` for the settings.
+#![forbid(unsafe_code)]
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use arcly_server::{Config, Server};
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+/// The arcly live-media streaming server.
+#[derive(Debug, Parser)]
+#[command(name = "arcly", version, about, after_help = ENV_HELP)]
+struct Cli {
+    /// The configuration file (TOML); without it, the embedded defaults.
+    #[arg(long, value_name = "FILE", env = "ARCLY_CONFIG")]
+    config: Option<PathBuf>,
+    /// The RTMP listen address (overrides rtmp.listen).
+    #[arg(long, value_name = "ADDR")]
+    rtmp: Option<std::net::SocketAddr>,
+    /// The HTTP listen address (overrides http.listen).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<std::net::SocketAddr>,
+    /// The log filter, e.g. `info` or `info,arcly_rtmp=debug` (overrides
+    /// `log` and ARCLY_LOG; default info).
+    #[arg(long, value_name = "LEVEL")]
+    log: Option<String>,
+    /// Validate the configuration, print it and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+const ENV_HELP: &str = "Environment (applied after the file, before the flags):
+  ARCLY_CONFIG          the configuration file
+  ARCLY_LOG             log
+  ARCLY_RTMP_LISTEN     rtmp.listen
+  ARCLY_HTTP_LISTEN     http.listen
+  ARCLY_MAX_PUBLISHERS  max_publishers
+  ARCLY_CORS_ORIGINS    http.cors_origins (comma-separated)
+  ARCLY_HLS_ENABLED     hls.enabled (true/false)
+
+The daemon listens on all interfaces by default (0.0.0.0:1935, 0.0.0.0:8080).";
+
+fn load(cli: &Cli) -> Result<Config, String> {
+    let mut config = match &cli.config {
+        Some(path) => Config::from_file(path).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    config.apply_env(|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
+    if let Some(a) = cli.rtmp {
+        config.rtmp.listen = a;
+    }
+    if let Some(a) = cli.http {
+        config.http.listen = a;
+    }
+    if let Some(l) = &cli.log {
+        config.log = l.clone();
+    }
+    config.validate().map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+#[allow(clippy::print_stdout, clippy::print_stderr)] // CLI output.
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match load(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("arcly: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check_config {
+        println!("# configuration OK\n{}", config.to_toml());
+        return ExitCode::SUCCESS;
+    }
+    // Logs go to stderr, coloured only on a terminal.
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new(&config.log))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("arcly: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(config));
+    // Tasks still running (a connection being torn down) are not waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "arcly stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    let server = Server::start(config).await.map_err(|e| e.to_string())?;
+    let stopped = server.shutdown_token();
+    tokio::select! {
+        signal = shutdown_signal() => tracing::info!(signal, "shutting down"),
+        () = stopped.cancelled() => tracing::warn!("server stopped on its own"),
+        () = finished(&server) => tracing::warn!("server stopped on its own"),
+    }
+    server.shutdown();
+    let result = server.wait().await;
+    tracing::info!("arcly stopped");
+    result
+}
+
+async fn finished(server: &Server) {
+    while !server.is_finished() {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; SIGINT only");
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}

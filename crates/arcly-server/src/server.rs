@@ -1,0 +1,195 @@
+//! [`Server`]: the engine, the RTMP listener and the HTTP listener, started
+//! together and stopped together.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arcly_core::auth::{AllowAll, StreamAuthenticator};
+use arcly_core::engine::Engine;
+use arcly_rtmp::RtmpServer;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ConfigError};
+use crate::http::{self, AppState};
+
+/// How long [`Server::wait`] lets HTTP connections finish after shutdown
+/// before dropping them.
+const HTTP_DRAIN: Duration = Duration::from_secs(5);
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The configuration is invalid.
+    Config(ConfigError),
+    /// A listener could not be bound.
+    Bind {
+        /// `"rtmp"` or `"http"`.
+        listener: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        error: std::io::Error,
+    },
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Config(e) => write!(f, "invalid configuration: {e}"),
+            Self::Bind { listener, addr, error } => write!(f, "cannot listen for {listener} on {addr}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// A running server. Dropping it does not stop it; call
+/// [`Server::shutdown`], then [`Server::wait`].
+#[derive(Debug)]
+pub struct Server {
+    engine: Engine,
+    rtmp_addr: SocketAddr,
+    http_addr: SocketAddr,
+    token: CancellationToken,
+    engine_task: JoinHandle<arcly_core::Result<()>>,
+    hls_task: Option<JoinHandle<()>>,
+    http_task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Validates `config`, binds both listeners, and starts the engine and
+    /// the HTTP server. Returns once both listeners accept connections
+    /// (`/readyz` answers 200 from then on).
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        Self::start_with(config, Arc::new(AllowAll)).await
+    }
+
+    /// Like [`Server::start`], with `authenticator` deciding who may publish
+    /// (RTMP: the stream name's query) and play (RTMP, and HTTP-FLV: the
+    /// URL's query string as [`Credentials::query`](arcly_core::auth::Credentials::query)).
+    pub async fn start_with(config: Config, authenticator: Arc<dyn StreamAuthenticator>) -> Result<Self, StartError> {
+        config.validate().map_err(StartError::Config)?;
+        let config = Arc::new(config);
+        let rtmp_config = config.rtmp_server();
+        let (rtmp, rtmp_addr) = RtmpServer::bind(rtmp_config).await.map_err(|error| StartError::Bind {
+            listener: "rtmp",
+            addr: config.rtmp.listen,
+            error,
+        })?;
+        let listener = TcpListener::bind(config.http.listen).await.map_err(|error| StartError::Bind {
+            listener: "http",
+            addr: config.http.listen,
+            error,
+        })?;
+        let http_addr = listener.local_addr().map_err(|error| StartError::Bind {
+            listener: "http",
+            addr: config.http.listen,
+            error,
+        })?;
+
+        let mut builder = Engine::builder()
+            .max_publishers(config.max_publishers)
+            .authenticator(authenticator)
+            .idle_timeout((config.idle_timeout_secs > 0).then(|| Duration::from_secs(config.idle_timeout_secs)))
+            .inbound(Arc::new(rtmp));
+        for app in &config.apps {
+            builder = builder.application(app.to_spec());
+        }
+        let engine = builder.try_build().map_err(|e| StartError::Config(ConfigError(format!("app: {e}"))))?;
+
+        let token = CancellationToken::new();
+        let ready = Arc::new(AtomicBool::new(false));
+        let hls = config.hls.enabled.then(|| arcly_hls::Hls::new(engine.clone(), config.hls_config()));
+        let state = AppState::new(engine.clone(), config.clone(), hls.clone(), ready.clone(), token.clone());
+        // Started before the engine runs, so it sees every stream from its
+        // first frame.
+        let hls_task = hls.map(|hls| {
+            let token = token.clone();
+            tokio::spawn(async move { hls.run(token).await })
+        });
+
+        let engine_task = {
+            let (engine, token) = (engine.clone(), token.clone());
+            tokio::spawn(async move { engine.run(token).await })
+        };
+        let http_task = {
+            let router = http::router(state);
+            let shutdown = token.clone();
+            tokio::spawn(async move {
+                axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                    .await
+            })
+        };
+        ready.store(true, Ordering::Release);
+        tracing::info!(rtmp = %rtmp_addr, http = %http_addr, apps = ?config.apps.iter().map(|a| &a.name).collect::<Vec<_>>(), "arcly started");
+        Ok(Self { engine, rtmp_addr, http_addr, token, engine_task, hls_task, http_task })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The address the RTMP listener is bound to.
+    pub fn rtmp_addr(&self) -> SocketAddr {
+        self.rtmp_addr
+    }
+
+    /// The address the HTTP listener is bound to.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Starts shutting down: the engine closes every stream (HTTP-FLV
+    /// responses end), the listeners stop accepting.
+    pub fn shutdown(&self) {
+        self.token.cancel();
+        self.engine.shutdown();
+    }
+
+    /// Cancelled when the server shuts down, for any reason (including the
+    /// engine stopping after a protocol failed).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.token.clone()
+    }
+
+    /// True once the engine or the HTTP server stopped on its own.
+    pub fn is_finished(&self) -> bool {
+        self.engine_task.is_finished() || self.http_task.is_finished()
+    }
+
+    /// Waits for the engine and the HTTP server to stop (after
+    /// [`Server::shutdown`], or after either fails), giving HTTP connections
+    /// a few seconds to finish. Returns the first error.
+    pub async fn wait(self) -> Result<(), String> {
+        let Self { engine, token, engine_task, hls_task, mut http_task, .. } = self;
+        let engine_result = match engine_task.await {
+            Ok(r) => r.map_err(|e| format!("engine stopped: {e}")),
+            Err(e) => Err(format!("engine task failed: {e}")),
+        };
+        // The engine may have stopped on its own (a protocol failed).
+        token.cancel();
+        engine.shutdown();
+        let http_result = match tokio::time::timeout(HTTP_DRAIN, &mut http_task).await {
+            Ok(Ok(r)) => r.map_err(|e| format!("http server failed: {e}")),
+            Ok(Err(e)) => Err(format!("http task failed: {e}")),
+            Err(_) => {
+                tracing::warn!(after = ?HTTP_DRAIN, "http connections did not finish; dropping them");
+                http_task.abort();
+                Ok(())
+            }
+        };
+        if let Some(mut task) = hls_task
+            && tokio::time::timeout(HTTP_DRAIN, &mut task).await.is_err()
+        {
+            task.abort();
+        }
+        engine_result.and(http_result)
+    }
+}
