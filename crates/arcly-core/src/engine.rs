@@ -461,9 +461,12 @@ impl Engine {
         &*self.inner.observer
     }
 
-    /// Asks the authenticator; on refusal, reports, audits and returns the
-    /// error to give the peer.
-    pub(crate) async fn authorize(&self, action: Action, stream: &StreamId, credentials: &Credentials) -> Result<()> {
+    /// Asks the authenticator whether `credentials` may do `action` on
+    /// `stream`; on refusal, reports to the observer, audits and returns the
+    /// error to give the peer. [`Engine::begin_publish`] and [`Engine::play`]
+    /// call it; outputs that serve a stream without subscribing to it (HLS
+    /// playlists) call it directly.
+    pub async fn authorize(&self, action: Action, stream: &StreamId, credentials: &Credentials) -> Result<()> {
         let request = AuthRequest { action, stream, credentials };
         match self.inner.authenticator.authorize(request).await {
             Ok(()) => Ok(()),
@@ -661,7 +664,9 @@ impl Engine {
 
     /// Closes streams whose frame count has not moved for `timeout`.
     async fn reap_idle(self, timeout: Duration) {
-        let period = (timeout / 4).max(Duration::from_millis(50));
+        // Often enough for the republish grace too, which may be shorter
+        // than the idle timeout.
+        let period = (timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

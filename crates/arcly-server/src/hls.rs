@@ -17,13 +17,15 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use arcly_core::auth::{Action, Credentials};
 use arcly_core::identity::StreamId;
 use arcly_hls::{HlsError, PlaylistKind, PlaylistRequest};
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -40,15 +42,33 @@ const MEDIA_CACHE: &str = "public, max-age=30";
 
 type Params = Query<HashMap<String, String>>;
 
+/// Asks the engine's authenticator whether this request may play `id`
+/// (the playlist's query string carries the token); `None` when it may.
+/// Playlists are checked: a player cannot find segments without one.
+async fn refused(state: &AppState, id: &StreamId, query: Option<String>, peer: SocketAddr) -> Option<Response> {
+    let creds = Credentials { query, peer: Some(peer), protocol: crate::flv::PROTOCOL };
+    match state.engine.authorize(Action::Play, id, &creds).await {
+        Ok(()) => None,
+        Err(e) => Some(error(StatusCode::FORBIDDEN, &e.to_string())),
+    }
+}
+
 /// `GET /live/{app}/{key}/{file}`: fMP4 / LL-HLS files.
 pub(crate) async fn file(
     State(state): State<AppState>,
     Path((app, key, file)): Path<(String, String, String)>,
     Query(params): Params,
+    RawQuery(query): RawQuery,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
 ) -> Response {
     let (Some(hls), Some(id)) = (state.hls.as_ref(), stream_id(&app, &key)) else {
         return no_stream(&app, &key);
     };
+    if file.ends_with(".m3u8")
+        && let Some(refusal) = refused(&state, &id, query, peer).await
+    {
+        return refusal;
+    }
     match file.as_str() {
         "index.m3u8" => playlist(hls, &id, PlaylistKind::LowLatency, &params).await,
         "master.m3u8" | "multivariant.m3u8" => match hls.multivariant(&id).await {
@@ -79,10 +99,17 @@ pub(crate) async fn ts_file(
     State(state): State<AppState>,
     Path((app, key, file)): Path<(String, String, String)>,
     Query(params): Params,
+    RawQuery(query): RawQuery,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
 ) -> Response {
     let (Some(hls), Some(id)) = (state.hls.as_ref(), stream_id(&app, &key)) else {
         return no_stream(&app, &key);
     };
+    if file.ends_with(".m3u8")
+        && let Some(refusal) = refused(&state, &id, query, peer).await
+    {
+        return refusal;
+    }
     match file.as_str() {
         "index.m3u8" => playlist(hls, &id, PlaylistKind::Ts, &params).await,
         f if f.starts_with("seg") && f.ends_with(".ts") => match hls.segment(&id, PlaylistKind::Ts, f).await {

@@ -159,6 +159,13 @@ async fn http_flv_query_token_goes_to_the_authenticator() {
     let n = tokio::time::timeout(Duration::from_secs(5), player.read(&mut buf)).await.unwrap().unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     drop(player);
+    // HLS playlists go through the authenticator too.
+    for path in ["/live/live/auth/index.m3u8", "/live/live/auth/ts/index.m3u8", "/live/live/auth/master.m3u8"] {
+        assert_eq!(get(&server, path).await.status, 403, "{path} without a token");
+        assert_eq!(get(&server, &format!("{path}?token=wrong")).await.status, 403, "{path} with a bad token");
+    }
+    let allowed = get(&server, "/live/live/auth/index.m3u8?token=secret&_HLS_msn=0").await;
+    assert_eq!(allowed.status, 200, "{}", allowed.text());
     drop(publisher);
     server.shutdown();
     server.wait().await.unwrap();
