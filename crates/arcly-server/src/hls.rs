@@ -49,7 +49,7 @@ async fn refused(state: &AppState, id: &StreamId, query: Option<String>, peer: S
     let creds = Credentials { query, peer: Some(peer), protocol: crate::flv::PROTOCOL };
     match state.engine.authorize(Action::Play, id, &creds).await {
         Ok(()) => None,
-        Err(e) => Some(error(StatusCode::FORBIDDEN, &e.to_string())),
+        Err(e) => Some(error(StatusCode::FORBIDDEN, e.to_string())),
     }
 }
 
