@@ -126,3 +126,54 @@ async fn blocking_reload_and_hls_files_over_http() {
     server.shutdown();
     server.wait().await.expect("clean shutdown");
 }
+
+/// An audio-only and a video-only publish (ffmpeg `-vn` / `-an`) both play
+/// through LL-HLS and classic HLS, every frame, without decode errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_only_and_video_only_publishes_play() {
+    let server = start().await;
+    for (key, drop_track, kind, other, count) in
+        [("audioonly", "-vn", "audio", "video", "142"), ("videoonly", "-an", "video", "audio", "75")]
+    {
+        let src = arcly_testkit::testdata("h264_aac.flv");
+        let url = rtmp_url(&server, key);
+        let args = [
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "error",
+            "-re",
+            "-i",
+            src.to_str().unwrap(),
+            drop_track,
+            "-c",
+            "copy",
+            "-f",
+            "flv",
+            &url,
+        ];
+        let publisher = spawn("ffmpeg", "ffmpeg", &args);
+        wait_live(&server, key, 10).await;
+        let first = get(&server, &format!("/live/live/{key}/index.m3u8?_HLS_msn=0")).await;
+        assert_eq!(first.status, 200, "{key}: {}", first.text());
+        let probes: Vec<_> = [format!("/live/live/{key}/index.m3u8"), format!("/live/live/{key}/ts/index.m3u8")]
+            .into_iter()
+            .map(|path| {
+                let url = http_url(&server, &path);
+                tokio::task::spawn_blocking(move || (path, ffprobe_hls(&url), ffmpeg_hls_errors(&url)))
+            })
+            .collect();
+        let (status, stderr) = finish(publisher, 30).await;
+        assert!(status.success(), "{key}: ffmpeg publish failed: {stderr}");
+        for probe in probes {
+            let (path, streams, errors) =
+                tokio::time::timeout(Duration::from_secs(30), probe).await.expect("readers end").unwrap();
+            assert_eq!(errors, "", "{path}: ffmpeg reported errors");
+            let track = streams.iter().find(|s| s["codec_type"] == kind).unwrap_or_else(|| panic!("{path}: no {kind}"));
+            assert!(streams.iter().all(|s| s["codec_type"] != other), "{path}: unexpected {other} track");
+            assert_eq!(track["nb_read_packets"], count, "{path}: every {kind} frame");
+        }
+    }
+    server.shutdown();
+    server.wait().await.expect("clean shutdown");
+}
