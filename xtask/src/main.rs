@@ -4,6 +4,7 @@
 //! ordinary tests, so `cargo nextest run --workspace` runs them too.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod bench;
 mod ci;
 #[cfg(test)]
 mod tidy;
@@ -19,6 +20,9 @@ const USAGE: &str = "\
 Usage: cargo xtask <command>
 
 Commands:
+  bench rtmp
+          RTMP fan-out of arcly against nginx-rtmp (100 and 1000
+          players); appends the table to BENCHMARKS.md
   ci      run every CI check in order, stopping at the first failure:
           fmt, clippy, features, peers, tests, loom, docs,
           deny, fuzz
@@ -33,6 +37,7 @@ fn main() -> ExitCode {
             print!("{USAGE}");
             Ok(())
         }
+        ["bench", what] => bench::run(what),
         ["ci"] => ci::run(),
         _ => Err(format!("unknown command `{}`\n\n{USAGE}", args.join(" ")).into()),
     };

@@ -1,0 +1,326 @@
+//! `cargo xtask bench rtmp`: RTMP fan-out of arcly against nginx-rtmp.
+//!
+//! For each server (arcly, nginx with the RTMP module, one worker) and each
+//! player count, the server runs pinned to core 0 and `arcly-loadgen` pinned
+//! to core 1 publishes a synthetic 3 Mbit/s, 30 fps stream and opens the
+//! players. After a warm-up, the server's CPU (utime + stime from
+//! `/proc/PID/stat`) is measured over a steady window and its RSS read from
+//! `/proc/PID/status`; the delay and time to first frame come from the
+//! loadgen's summary. A run whose loadgen used more than 90% of its core is
+//! marked invalid: the load generator, not the server, was the bottleneck.
+//! The table is printed and appended to `BENCHMARKS.md`.
+
+use std::fmt::Write as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use crate::Result;
+use crate::workspace::root;
+
+const PLAYERS: &[usize] = &[100, 1000];
+const WARMUP: Duration = Duration::from_secs(6);
+const WINDOW: Duration = Duration::from_secs(10);
+/// The loadgen runs past the window by this much, then stops by itself.
+const TAIL: Duration = Duration::from_secs(2);
+const NGINX_MODULE: &str = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
+
+/// `cargo xtask bench <what>`.
+pub(crate) fn run(what: &str) -> Result<()> {
+    match what {
+        "rtmp" => rtmp(),
+        _ => Err(format!("unknown benchmark `{what}` (known: rtmp)").into()),
+    }
+}
+
+struct Row {
+    players: usize,
+    server: &'static str,
+    cpu_pct: f64,
+    rss_mib: f64,
+    delay: String,
+    ttff: String,
+    alive: String,
+    valid: bool,
+    note: String,
+}
+
+fn rtmp() -> Result<()> {
+    let root = root();
+    for tool in ["taskset", "nginx"] {
+        if Command::new(tool).arg("-h").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
+            return Err(format!("`{tool}` is needed (Debian: util-linux, nginx-light)").into());
+        }
+    }
+    if !Path::new(NGINX_MODULE).is_file() {
+        return Err(format!("{NGINX_MODULE} missing: install the Debian package `libnginx-mod-rtmp`").into());
+    }
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&root)
+        .args(["build", "--release", "-p", "arcly-server", "-p", "arcly-loadgen"])
+        .status()?;
+    if !status.success() {
+        return Err("cargo build --release -p arcly-server -p arcly-loadgen failed".into());
+    }
+    let tck = clock_ticks();
+    let dir = std::env::temp_dir().join(format!("arcly-bench-rtmp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut rows = Vec::new();
+    for &n in PLAYERS {
+        for server in ["arcly", "nginx"] {
+            eprintln!("bench: {server}, {n} players ...");
+            let row = scenario(&root, &dir, server, n, tck.0)?;
+            eprintln!(
+                "bench: {server}, {n} players: CPU {:.1}%, RSS {:.1} MiB, {}",
+                row.cpu_pct, row.rss_mib, row.note
+            );
+            rows.push(row);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let table = table(&rows, &tck.1);
+    print!("{table}");
+    append(&root, &table)?;
+    Ok(())
+}
+
+/// Clock ticks per second and how they were found.
+fn clock_ticks() -> (f64, String) {
+    let out = Command::new("getconf").arg("CLK_TCK").output().ok();
+    match out.and_then(|o| String::from_utf8(o.stdout).ok()).and_then(|s| s.trim().parse::<f64>().ok()) {
+        Some(t) if t > 0.0 => (t, format!("CLK_TCK {t} (getconf)")),
+        _ => (100.0, "CLK_TCK assumed 100 (getconf failed)".into()),
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A child killed when dropped.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `argv` through `sh` with a raised open-file limit, pinned to `core`;
+/// `exec` keeps the PID the program's own.
+fn pinned(core: u32, argv: &[String], stdout: Stdio, log: &Path) -> Result<Child> {
+    let quoted: Vec<String> = argv.iter().map(|a| format!("'{}'", a.replace('\'', "'\\''"))).collect();
+    let script = format!("ulimit -n 65536 2>/dev/null || ulimit -n 20000; exec taskset -c {core} {}", quoted.join(" "));
+    Ok(Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(std::fs::File::create(log)?)
+        .spawn()?)
+}
+
+fn start_server(root: &Path, dir: &Path, server: &str, port: u16) -> Result<Guard> {
+    let log = dir.join(format!("{server}.log"));
+    let argv: Vec<String> = if server == "arcly" {
+        // HLS off (nginx does none here); room for the players.
+        let conf = dir.join("arcly.toml");
+        std::fs::write(&conf, "[rtmp]\nmax_connections = 20000\n[hls]\nenabled = false\n")?;
+        let http = free_port()?;
+        let bin = root.join("target/release/arcly");
+        vec![
+            bin.display().to_string(),
+            "--config".into(),
+            conf.display().to_string(),
+            "--rtmp".into(),
+            format!("127.0.0.1:{port}"),
+            "--http".into(),
+            format!("127.0.0.1:{http}"),
+            "--log".into(),
+            "warn".into(),
+        ]
+    } else {
+        let d = dir.display();
+        let conf = format!(
+            "load_module {NGINX_MODULE};\nworker_processes 1;\ndaemon off;\nmaster_process off;\npid {d}/nginx.pid;\n\
+             error_log {d}/nginx-error.log warn;\nworker_rlimit_nofile 65536;\n\
+             events {{ worker_connections 20000; }}\n\
+             rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;\n\
+               application live {{ live on; }}\n\
+             }} }}\n"
+        );
+        let path = dir.join("nginx.conf");
+        std::fs::write(&path, conf)?;
+        vec![
+            "nginx".into(),
+            "-p".into(),
+            d.to_string(),
+            "-e".into(),
+            dir.join("nginx-error.log").display().to_string(),
+            "-c".into(),
+            path.display().to_string(),
+        ]
+    };
+    let child = Guard(pinned(0, &argv, Stdio::null(), &log)?);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(child);
+        }
+        sleep(Duration::from_millis(100));
+    }
+    Err(format!("{server} did not listen on 127.0.0.1:{port}: {}", std::fs::read_to_string(&log).unwrap_or_default())
+        .into())
+}
+
+/// utime + stime of `pid` in clock ticks.
+fn cpu_ticks(pid: u32) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let get = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).ok_or("bad /proc/PID/stat");
+    Ok(get(11)? + get(12)?)
+}
+
+fn rss_kib(pid: u32) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| "no VmRSS in /proc/PID/status".into())
+}
+
+fn scenario(root: &Path, dir: &Path, server: &'static str, n: usize, tck: f64) -> Result<Row> {
+    let port = free_port()?;
+    let mut srv = start_server(root, dir, server, port)?;
+    let pid = srv.0.id();
+    let url = format!("rtmp://127.0.0.1:{port}/live/bench");
+    let duration = (WARMUP + WINDOW + TAIL).as_secs();
+    let loadgen: PathBuf = root.join("target/release/arcly-loadgen");
+    let argv: Vec<String> = [
+        loadgen.display().to_string().as_str(),
+        "--publish",
+        &url,
+        "--synthetic",
+        "--bitrate-kbps",
+        "3000",
+        "--fps",
+        "30",
+        "--gop-frames",
+        "60",
+        "--play",
+        &url,
+        "--players",
+        &n.to_string(),
+        "--duration",
+        &duration.to_string(),
+        "--quiet",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let lg_log = dir.join(format!("loadgen-{server}-{n}.log"));
+    let lg = pinned(1, &argv, Stdio::piped(), &lg_log)?;
+    let mut lg = Guard(lg);
+    sleep(WARMUP);
+    let (c0, t0) = (cpu_ticks(pid)?, Instant::now());
+    sleep(WINDOW);
+    let (c1, wall) = (cpu_ticks(pid)?, t0.elapsed());
+    let rss = rss_kib(pid)?;
+    // The loadgen stops by itself after `duration`.
+    let out = {
+        let mut stdout = lg.0.stdout.take().ok_or("no loadgen stdout")?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut text)?;
+        let _ = lg.0.wait();
+        text
+    };
+    if let Ok(Some(status)) = srv.0.try_wait() {
+        return Err(format!("{server} exited during the run ({status})").into());
+    }
+    drop(srv);
+    let summary = out.lines().find_map(|l| l.strip_prefix("summary ")).ok_or_else(|| {
+        format!("no summary from the loadgen: {}", std::fs::read_to_string(&lg_log).unwrap_or_default())
+    })?;
+    let get = |k: &str| {
+        summary.split_whitespace().find_map(|kv| kv.strip_prefix(k)?.strip_prefix('=')).unwrap_or("?").to_string()
+    };
+    let lg_cpu: f64 = get("cpu_pct").parse().unwrap_or(f64::NAN);
+    let valid = lg_cpu <= 90.0;
+    Ok(Row {
+        players: n,
+        server,
+        cpu_pct: (c1 - c0) as f64 / tck * 100.0 / wall.as_secs_f64(),
+        rss_mib: rss / 1024.0,
+        delay: format!("{} / {}", get("delay_p50_ms"), get("delay_p99_ms")),
+        ttff: format!("{} / {}", get("ttff_p50_ms"), get("ttff_p99_ms")),
+        alive: format!("{}/{}", get("alive"), n),
+        valid,
+        note: format!("loadgen CPU {lg_cpu:.0}%, missing {}", get("missing")),
+    })
+}
+
+fn table(rows: &[Row], tck: &str) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "| scenario | server | CPU % | CPU per 1000 players | CPU arcly/nginx | RSS MiB | RSS per player KiB | \
+         delay p50/p99 ms | TTFF p50/p99 ms | players alive | valid |"
+    );
+    let _ = writeln!(t, "|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let nginx = rows.iter().find(|o| o.players == r.players && o.server == "nginx");
+        let ratio = match (r.server, nginx) {
+            ("arcly", Some(ng)) if ng.cpu_pct > 0.0 => format!("{:.2}", r.cpu_pct / ng.cpu_pct),
+            _ => String::new(),
+        };
+        let (cpu, per) = if r.valid {
+            (format!("{:.1}", r.cpu_pct), format!("{:.1}", r.cpu_pct * 1000.0 / r.players as f64))
+        } else {
+            ("INVALID".into(), "INVALID".into())
+        };
+        let _ = writeln!(
+            t,
+            "| {} players, 3 Mbit/s 30 fps | {} | {cpu} | {per} | {ratio} | {:.1} | {:.1} | {} | {} | {} | {} ({}) |",
+            r.players,
+            r.server,
+            r.rss_mib,
+            r.rss_mib * 1024.0 / r.players as f64,
+            r.delay,
+            r.ttff,
+            r.alive,
+            if r.valid { "yes" } else { "INVALID" },
+            r.note,
+        );
+    }
+    let _ = writeln!(
+        t,
+        "\nServer pinned to core 0, loadgen to core 1; CPU over a {}s window after a {}s warm-up; {tck}. \
+         Delay: publish-to-receive of video frames sent after the player started playing.",
+        WINDOW.as_secs(),
+        WARMUP.as_secs()
+    );
+    t
+}
+
+fn append(root: &Path, table: &str) -> Result<()> {
+    let date = Command::new("date").arg("-u").arg("+%Y-%m-%d %H:%M UTC").output()?.stdout;
+    let rev = Command::new("git").current_dir(root).args(["rev-parse", "--short", "HEAD"]).output()?.stdout;
+    let path = root.join("BENCHMARKS.md");
+    let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+    let heading = "## RTMP fan-out against nginx-rtmp";
+    if !text.contains(heading) {
+        let _ = write!(text, "\n{heading}\n");
+    }
+    let _ = write!(
+        text,
+        "\n### {} (commit {}), `cargo xtask bench rtmp`\n\n{table}",
+        String::from_utf8_lossy(&date).trim(),
+        String::from_utf8_lossy(&rev).trim()
+    );
+    std::fs::write(&path, text)?;
+    Ok(())
+}
