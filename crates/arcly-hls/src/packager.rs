@@ -712,7 +712,10 @@ impl Packager {
         }
         segment.ts = open.ts.freeze();
         let seconds = segment.seconds();
-        self.target_duration = self.target_duration.max(seconds.ceil() as u64);
+        // RFC 8216: EXTINF rounded to the nearest integer must not exceed
+        // the target duration; rounding (not ceil) keeps 2.002 s segments
+        // (29.97 fps, 2 s GOP) from raising a 2 s target mid-stream.
+        self.target_duration = self.target_duration.max(seconds.round() as u64);
         let len = if self.config.fmp4 { segment.fmp4_len() } else { segment.ts.len() };
         if seconds > 0.0 {
             self.rates.peak_bps = self.rates.peak_bps.max((len as f64 * 8.0 / seconds).ceil() as u64);

@@ -186,7 +186,9 @@ impl Hls {
     /// How long an ended stream is kept.
     fn linger(&self) -> Duration {
         let c = &self.inner.config;
-        c.segment_target.saturating_mul(u32::try_from(c.window).unwrap_or(u32::MAX)) + Duration::from_secs(30)
+        c.segment_target
+            .saturating_mul(u32::try_from(c.window).unwrap_or(u32::MAX))
+            .saturating_add(Duration::from_secs(30))
     }
 
     fn reap(&self) {
@@ -374,6 +376,9 @@ impl Hls {
         self.wait_for(&entry, |p| match p.segment_lookup(kind, name) {
             Lookup::Found(b) => Ok(Some(b)),
             Lookup::NotYet if seg_msn(name).is_some_and(|m| m <= p.next_msn()) => Ok(None),
+            // An init segment not written yet (before the first frames, or
+            // a new publisher's) is worth waiting for.
+            Lookup::NotYet if name.starts_with("init") => Ok(None),
             Lookup::NotYet | Lookup::Unknown => Err(HlsError::NotFound),
             Lookup::Gone => Err(HlsError::Gone),
         })

@@ -351,23 +351,25 @@ impl Config {
             return Err(err("http.flv_write_timeout_ms", "must be more than 0"));
         }
         let s = &self.hls;
-        if s.segment_target_ms < 100 {
-            return Err(err("hls.segment_target_ms", "must be at least 100"));
+        if !(100..=60_000).contains(&s.segment_target_ms) {
+            return Err(err("hls.segment_target_ms", "must be between 100 and 60000"));
         }
         if s.part_target_ms >= s.segment_target_ms {
             return Err(err("hls.part_target_ms", "must be less than hls.segment_target_ms"));
         }
-        if s.part_target_ms < 10 {
-            return Err(err("hls.part_target_ms", "must be at least 10"));
+        // Below one video or AAC frame, every part would exceed PART-TARGET.
+        if s.part_target_ms < 50 {
+            return Err(err("hls.part_target_ms", "must be at least 50"));
         }
-        if s.window < 2 {
-            return Err(err("hls.window", "must be at least 2 segments"));
+        // The window is held in memory per stream, in both formats.
+        if !(2..=100).contains(&s.window) {
+            return Err(err("hls.window", "must be between 2 and 100 segments"));
         }
         if s.enabled && !s.ts && !s.fmp4 {
             return Err(err("hls.fmp4", "hls.fmp4 or hls.ts must be true while hls.enabled = true"));
         }
-        if s.blocking_timeout_ms < 100 {
-            return Err(err("hls.blocking_timeout_ms", "must be at least 100"));
+        if !(100..=30_000).contains(&s.blocking_timeout_ms) {
+            return Err(err("hls.blocking_timeout_ms", "must be between 100 and 30000"));
         }
         if self.apps.is_empty() {
             return Err(err("app", "at least one [[app]] is needed"));

@@ -42,9 +42,11 @@ const MEDIA_CACHE: &str = "public, max-age=30";
 
 type Params = Query<HashMap<String, String>>;
 
-/// Asks the engine's authenticator whether this request may play `id`
-/// (the playlist's query string carries the token); `None` when it may.
-/// Playlists are checked: a player cannot find segments without one.
+/// Asks the engine's authenticator whether this request may play `id`;
+/// `None` when it may. Every HLS request is checked (segment names are
+/// predictable); playlists pass their query string on in every URI they
+/// list, so a player that got the playlist with a token fetches the rest
+/// with it.
 async fn refused(state: &AppState, id: &StreamId, query: Option<String>, peer: SocketAddr) -> Option<Response> {
     let creds = Credentials { query, peer: Some(peer), protocol: crate::flv::PROTOCOL };
     match state.engine.authorize(Action::Play, id, &creds).await {
@@ -64,19 +66,14 @@ pub(crate) async fn file(
     let (Some(hls), Some(id)) = (state.hls.as_ref(), stream_id(&app, &key)) else {
         return no_stream(&app, &key);
     };
-    if file.ends_with(".m3u8")
-        && let Some(refusal) = refused(&state, &id, query, peer).await
-    {
+    if let Some(refusal) = refused(&state, &id, query.clone(), peer).await {
         return refusal;
     }
+    let token = token_query(query.as_deref());
     match file.as_str() {
-        "index.m3u8" => playlist(hls, &id, PlaylistKind::LowLatency, &params).await,
+        "index.m3u8" => with_token(playlist(hls, &id, PlaylistKind::LowLatency, &params).await, token).await,
         "master.m3u8" | "multivariant.m3u8" => match hls.multivariant(&id).await {
-            Ok(text) => text_response(text, NO_CACHE),
-            Err(e) => hls_error(&e),
-        },
-        "init.mp4" => match hls.init(&id).await {
-            Ok(init) => buffers(vec![init], MP4, INIT_CACHE),
+            Ok(text) => text_response(add_query_to_uris(&text, token.as_deref()), NO_CACHE),
             Err(e) => hls_error(&e),
         },
         f if f.starts_with("part") && f.ends_with(".m4s") => match hls.part(&id, f).await {
@@ -105,13 +102,12 @@ pub(crate) async fn ts_file(
     let (Some(hls), Some(id)) = (state.hls.as_ref(), stream_id(&app, &key)) else {
         return no_stream(&app, &key);
     };
-    if file.ends_with(".m3u8")
-        && let Some(refusal) = refused(&state, &id, query, peer).await
-    {
+    if let Some(refusal) = refused(&state, &id, query.clone(), peer).await {
         return refusal;
     }
+    let token = token_query(query.as_deref());
     match file.as_str() {
-        "index.m3u8" => playlist(hls, &id, PlaylistKind::Ts, &params).await,
+        "index.m3u8" => with_token(playlist(hls, &id, PlaylistKind::Ts, &params).await, token).await,
         f if f.starts_with("seg") && f.ends_with(".ts") => match hls.segment(&id, PlaylistKind::Ts, f).await {
             Ok(parts) => buffers(parts, TS, MEDIA_CACHE),
             Err(e) => hls_error(&e),
@@ -196,5 +192,75 @@ mod tests {
         assert_eq!(r, PlaylistRequest { msn: Some(12), part: Some(3), skip: true });
         assert!(playlist_request(&q(&[("_HLS_msn", "x")])).unwrap_err().contains("_HLS_msn"));
         assert!(playlist_request(&q(&[("_HLS_skip", "maybe")])).is_err());
+    }
+}
+
+/// The request's query string without the LL-HLS delivery directives
+/// (`_HLS_*`): what playlist URIs must carry on (a token). `None` if empty.
+fn token_query(query: Option<&str>) -> Option<String> {
+    let kept: Vec<&str> = query?.split('&').filter(|kv| !kv.is_empty() && !kv.starts_with("_HLS_")).collect();
+    (!kept.is_empty()).then(|| kept.join("&"))
+}
+
+/// Appends `?query` (or `&query`) to every URI of a playlist: the URI lines
+/// and the `URI="..."` attributes (EXT-X-MAP, EXT-X-PART, EXT-X-PRELOAD-HINT).
+fn add_query_to_uris(playlist: &str, query: Option<&str>) -> String {
+    let Some(query) = query else { return playlist.to_owned() };
+    let join = |uri: &str| if uri.contains('?') { format!("{uri}&{query}") } else { format!("{uri}?{query}") };
+    let mut out = String::with_capacity(playlist.len() + 64);
+    for line in playlist.lines() {
+        if !line.starts_with('#') {
+            if !line.is_empty() {
+                out.push_str(&join(line));
+            }
+        } else {
+            let mut rest = line;
+            while let Some(at) = rest.find("URI=\"") {
+                let (head, tail) = rest.split_at(at + 5);
+                out.push_str(head);
+                let Some(end) = tail.find('"') else {
+                    rest = tail;
+                    break;
+                };
+                out.push_str(&join(&tail[..end]));
+                rest = &tail[end..];
+            }
+            out.push_str(rest);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// A playlist response with the token carried on into its URIs.
+async fn with_token(response: Response, token: Option<String>) -> Response {
+    if token.is_none() || response.status() != StatusCode::OK {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "playlist body");
+    };
+    let text = add_query_to_uris(&String::from_utf8_lossy(&bytes), token.as_deref());
+    let mut response = Response::from_parts(parts, Body::from(text));
+    response.headers_mut().remove(header::CONTENT_LENGTH);
+    response
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_carried_into_every_uri() {
+        assert_eq!(token_query(Some("_HLS_msn=3&token=abc&_HLS_part=1")), Some("token=abc".to_owned()));
+        assert_eq!(token_query(Some("_HLS_msn=3")), None);
+        let playlist = "#EXTM3U\n#EXT-X-MAP:URI=\"init.mp4\"\n#EXT-X-PART:DURATION=0.2,URI=\"part0.0.m4s\",INDEPENDENT=YES\n#EXTINF:2.0,\nseg0.m4s\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part1.0.m4s\"\n";
+        let out = add_query_to_uris(playlist, Some("token=abc"));
+        assert_eq!(
+            out,
+            "#EXTM3U\n#EXT-X-MAP:URI=\"init.mp4?token=abc\"\n#EXT-X-PART:DURATION=0.2,URI=\"part0.0.m4s?token=abc\",INDEPENDENT=YES\n#EXTINF:2.0,\nseg0.m4s?token=abc\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part1.0.m4s?token=abc\"\n"
+        );
+        assert_eq!(add_query_to_uris(playlist, None), playlist);
     }
 }

@@ -166,6 +166,12 @@ async fn http_flv_query_token_goes_to_the_authenticator() {
     }
     let allowed = get(&server, "/live/live/auth/index.m3u8?token=secret&_HLS_msn=0").await;
     assert_eq!(allowed.status, 200, "{}", allowed.text());
+    // The token rides on into every URI, and media files need it too.
+    let text = allowed.text();
+    assert!(text.contains("init.mp4?token=secret") && text.contains(".m4s?token=secret"), "{text}");
+    assert!(!text.contains("_HLS_msn"), "directives are not carried on: {text}");
+    assert_eq!(get(&server, "/live/live/auth/init.mp4").await.status, 403);
+    assert_eq!(get(&server, "/live/live/auth/init.mp4?token=secret").await.status, 200);
     drop(publisher);
     server.shutdown();
     server.wait().await.unwrap();

@@ -45,6 +45,17 @@ fn unknown_key_error_names_the_key() {
 fn validation_errors_name_the_key_and_the_reason() {
     let c = Config::from_toml("[hls]\nsegment_target_ms = 1000\npart_target_ms = 1000\n").unwrap();
     assert_eq!(c.validate().unwrap_err().to_string(), "hls.part_target_ms: must be less than hls.segment_target_ms");
+    // Upper bounds keep a typo from holding hours of segments in memory or
+    // overflowing durations.
+    for (toml, want) in [
+        ("[hls]\nwindow = 10000\n", "hls.window: must be between 2 and 100 segments"),
+        ("[hls]\nsegment_target_ms = 9223372036854775807\n", "hls.segment_target_ms: must be between 100 and 60000"),
+        ("[hls]\nblocking_timeout_ms = 3600000\n", "hls.blocking_timeout_ms: must be between 100 and 30000"),
+        ("[hls]\npart_target_ms = 20\n", "hls.part_target_ms: must be at least 50"),
+    ] {
+        let c = Config::from_toml(toml).unwrap();
+        assert_eq!(c.validate().unwrap_err().to_string(), want, "{toml}");
+    }
     let c = Config::from_toml("[[app]]\nname = \"a/b\"\n").unwrap();
     assert!(c.validate().unwrap_err().to_string().starts_with("app[0].name: "));
     let c = Config::from_toml("[[app]]\nname = \"x\"\n[[app]]\nname = \"x\"\n").unwrap();
