@@ -314,36 +314,43 @@ impl Hls {
         }
         let entry = self.entry(stream)?;
         let skip = req.skip && kind == PlaylistKind::LowLatency;
-        self.wait_for(&entry, |p| {
-            if let Some(msn) = req.msn {
-                // The last segment in the playlist is the open one (its
-                // parts are listed), or the last complete one.
-                let last = p.next_msn();
-                if msn > last + 1 {
-                    return Err(HlsError::BadRequest(format!("_HLS_msn={msn} is too far beyond {last}")));
+        let result = self
+            .wait_for(&entry, |p| {
+                if let Some(msn) = req.msn {
+                    // The last segment in the playlist is the open one (its
+                    // parts are listed), or the last complete one.
+                    let last = p.next_msn();
+                    if msn > last + 1 {
+                        return Err(HlsError::BadRequest(format!("_HLS_msn={msn} is too far beyond {last}")));
+                    }
+                    let ready = match req.part {
+                        Some(part) => p.has_part(msn, part),
+                        None => p.has_segment(msn),
+                    };
+                    if !ready {
+                        return Ok(None);
+                    }
                 }
-                let ready = match req.part {
-                    Some(part) => p.has_part(msn, part),
-                    None => p.has_segment(msn),
-                };
-                if !ready {
-                    return Ok(None);
+                match p.media_playlist(kind, skip) {
+                    Some(text) => Ok(Some(text)),
+                    None if !match kind {
+                        PlaylistKind::LowLatency => p.config().fmp4,
+                        PlaylistKind::Ts => p.config().ts,
+                    } =>
+                    {
+                        Err(HlsError::NotFound)
+                    }
+                    None => Ok(None),
                 }
-            }
-            match p.media_playlist(kind, skip) {
-                Some(text) => Ok(Some(text)),
-                None if !match kind {
-                    PlaylistKind::LowLatency => p.config().fmp4,
-                    PlaylistKind::Ts => p.config().ts,
-                } =>
-                {
-                    Err(HlsError::NotFound)
-                }
-                None => Ok(None),
-            }
-        })
-        .await
-        .map_err(|e| if e == HlsError::Gone && req.msn.is_none() { HlsError::NotFound } else { e })
+            })
+            .await;
+        match result {
+            // The stream ended while the request waited: the final playlist
+            // (with EXT-X-ENDLIST) answers every directive, so a player ends
+            // cleanly instead of seeing an error.
+            Err(HlsError::Gone) => entry.packager().media_playlist(kind, skip).ok_or(HlsError::NotFound),
+            other => other,
+        }
     }
 
     /// The multivariant playlist (`multivariant.m3u8`): waits for the first
