@@ -7,7 +7,9 @@
 //! play with the crate's sans-IO client, then reads and discards.
 //!
 //! Run: `cargo run --release -p arcly-benches --bin rtmp-fanout -- [N ...]`
-//! (default N: 100 1000). Prints one table row per N.
+//! (default N: 100 1000). Prints one table row per N. `CHUNK=bytes` and
+//! `WINDOW_MS=ms` override the server's outbound chunk size and batch
+//! window.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::net::SocketAddr;
