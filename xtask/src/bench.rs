@@ -9,6 +9,13 @@
 //! loadgen's summary. A run whose loadgen used more than 90% of its core is
 //! marked invalid: the load generator, not the server, was the bottleneck.
 //! The table is printed and appended to `BENCHMARKS.md`.
+//!
+//! Besides plain fan-out at 100, 500 and 1000 players, two scenarios run at
+//! 500 steady players: churn (200 more players connect per second, each
+//! leaving 1 s after its first video frame) and slow consumers (10% of the
+//! players read at half the stream's bit rate). The delay column is the
+//! normal ("fast") players' delay, so it compares directly with the plain
+//! 500-player row.
 
 use std::fmt::Write as _;
 use std::net::TcpListener;
@@ -20,7 +27,37 @@ use std::time::{Duration, Instant};
 use crate::Result;
 use crate::workspace::root;
 
-const PLAYERS: &[usize] = &[100, 1000];
+/// One loadgen run: steady players, churn per second, slow fraction.
+struct Scenario {
+    players: usize,
+    churn_per_sec: u32,
+    slow_fraction: f64,
+}
+
+impl Scenario {
+    const fn plain(players: usize) -> Self {
+        Self { players, churn_per_sec: 0, slow_fraction: 0.0 }
+    }
+
+    fn label(&self) -> String {
+        let mut l = format!("{} players", self.players);
+        if self.churn_per_sec > 0 {
+            let _ = write!(l, " + churn {}/s", self.churn_per_sec);
+        }
+        if self.slow_fraction > 0.0 {
+            let _ = write!(l, ", {:.0}% slow (half rate)", self.slow_fraction * 100.0);
+        }
+        l
+    }
+}
+
+const SCENARIOS: &[Scenario] = &[
+    Scenario::plain(100),
+    Scenario::plain(1000),
+    Scenario::plain(500),
+    Scenario { players: 500, churn_per_sec: 200, slow_fraction: 0.0 },
+    Scenario { players: 500, churn_per_sec: 0, slow_fraction: 0.1 },
+];
 const WARMUP: Duration = Duration::from_secs(6);
 const WINDOW: Duration = Duration::from_secs(10);
 /// The loadgen runs past the window by this much, then stops by itself.
@@ -36,6 +73,7 @@ pub(crate) fn run(what: &str) -> Result<()> {
 }
 
 struct Row {
+    label: String,
     players: usize,
     server: &'static str,
     cpu_pct: f64,
@@ -45,6 +83,10 @@ struct Row {
     alive: String,
     valid: bool,
     note: String,
+    /// Churn players: connects ok / failed and their TTFF (empty without churn).
+    churn: String,
+    /// Slow players: delay, missing frames, disconnected (empty without).
+    slow: String,
 }
 
 fn rtmp() -> Result<()> {
@@ -68,13 +110,14 @@ fn rtmp() -> Result<()> {
     let dir = std::env::temp_dir().join(format!("arcly-bench-rtmp-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let mut rows = Vec::new();
-    for &n in PLAYERS {
+    for (i, sc) in SCENARIOS.iter().enumerate() {
         for server in ["arcly", "nginx"] {
-            eprintln!("bench: {server}, {n} players ...");
-            let row = scenario(&root, &dir, server, n, tck.0)?;
+            let label = sc.label();
+            eprintln!("bench: {server}, {label} ...");
+            let row = scenario(&root, &dir, server, sc, i, tck.0)?;
             eprintln!(
-                "bench: {server}, {n} players: CPU {:.1}%, RSS {:.1} MiB, {}",
-                row.cpu_pct, row.rss_mib, row.note
+                "bench: {server}, {label}: CPU {:.1}%, RSS {:.1} MiB, delay {}, {} {} {}",
+                row.cpu_pct, row.rss_mib, row.delay, row.note, row.churn, row.slow
             );
             rows.push(row);
         }
@@ -193,7 +236,8 @@ fn rss_kib(pid: u32) -> Result<f64> {
         .ok_or_else(|| "no VmRSS in /proc/PID/status".into())
 }
 
-fn scenario(root: &Path, dir: &Path, server: &'static str, n: usize, tck: f64) -> Result<Row> {
+fn scenario(root: &Path, dir: &Path, server: &'static str, sc: &Scenario, index: usize, tck: f64) -> Result<Row> {
+    let n = sc.players;
     let port = free_port()?;
     let mut srv = start_server(root, dir, server, port)?;
     let pid = srv.0.id();
@@ -217,12 +261,16 @@ fn scenario(root: &Path, dir: &Path, server: &'static str, n: usize, tck: f64) -
         &n.to_string(),
         "--duration",
         &duration.to_string(),
+        "--churn-per-sec",
+        &sc.churn_per_sec.to_string(),
+        "--slow-fraction",
+        &sc.slow_fraction.to_string(),
         "--quiet",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let lg_log = dir.join(format!("loadgen-{server}-{n}.log"));
+    let lg_log = dir.join(format!("loadgen-{server}-{index}.log"));
     let lg = pinned(1, &argv, Stdio::piped(), &lg_log)?;
     let mut lg = Guard(lg);
     sleep(WARMUP);
@@ -250,16 +298,42 @@ fn scenario(root: &Path, dir: &Path, server: &'static str, n: usize, tck: f64) -
     };
     let lg_cpu: f64 = get("cpu_pct").parse().unwrap_or(f64::NAN);
     let valid = lg_cpu <= 90.0;
+    let churn = if sc.churn_per_sec > 0 {
+        format!(
+            "{} ok / {} failed, {} / {}",
+            get("churn_ok"),
+            get("churn_failed"),
+            get("churn_ttff_p50_ms"),
+            get("churn_ttff_p99_ms")
+        )
+    } else {
+        String::new()
+    };
+    let slow = if sc.slow_fraction > 0.0 {
+        format!(
+            "{} slow: {} / {}, missing {}, {} disconnected",
+            get("slow_players"),
+            get("delay_slow_p50_ms"),
+            get("delay_slow_p99_ms"),
+            get("missing_slow"),
+            get("slow_disconnected")
+        )
+    } else {
+        String::new()
+    };
     Ok(Row {
+        label: sc.label(),
         players: n,
         server,
         cpu_pct: (c1 - c0) as f64 / tck * 100.0 / wall.as_secs_f64(),
         rss_mib: rss / 1024.0,
-        delay: format!("{} / {}", get("delay_p50_ms"), get("delay_p99_ms")),
+        delay: format!("{} / {}", get("delay_fast_p50_ms"), get("delay_fast_p99_ms")),
         ttff: format!("{} / {}", get("ttff_p50_ms"), get("ttff_p99_ms")),
         alive: format!("{}/{}", get("alive"), n),
         valid,
-        note: format!("loadgen CPU {lg_cpu:.0}%, missing {}", get("missing")),
+        note: format!("loadgen CPU {lg_cpu:.0}%, missing {}", get("missing_fast")),
+        churn,
+        slow,
     })
 }
 
@@ -268,11 +342,12 @@ fn table(rows: &[Row], tck: &str) -> String {
     let _ = writeln!(
         t,
         "| scenario | server | CPU % | CPU per 1000 players | CPU arcly/nginx | RSS MiB | RSS per player KiB | \
-         delay p50/p99 ms | TTFF p50/p99 ms | players alive | valid |"
+         delay p50/p99 ms | TTFF p50/p99 ms | players alive | valid | churn: ok / failed, TTFF p50 / p99 ms | \
+         slow players: delay p50 / p99 ms |"
     );
-    let _ = writeln!(t, "|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(t, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
-        let nginx = rows.iter().find(|o| o.players == r.players && o.server == "nginx");
+        let nginx = rows.iter().find(|o| o.label == r.label && o.server == "nginx");
         let ratio = match (r.server, nginx) {
             ("arcly", Some(ng)) if ng.cpu_pct > 0.0 => format!("{:.2}", r.cpu_pct / ng.cpu_pct),
             _ => String::new(),
@@ -284,8 +359,8 @@ fn table(rows: &[Row], tck: &str) -> String {
         };
         let _ = writeln!(
             t,
-            "| {} players, 3 Mbit/s 30 fps | {} | {cpu} | {per} | {ratio} | {:.1} | {:.1} | {} | {} | {} | {} ({}) |",
-            r.players,
+            "| {}, 3 Mbit/s 30 fps | {} | {cpu} | {per} | {ratio} | {:.1} | {:.1} | {} | {} | {} | {} ({}) | {} | {} |",
+            r.label,
             r.server,
             r.rss_mib,
             r.rss_mib * 1024.0 / r.players as f64,
@@ -294,6 +369,8 @@ fn table(rows: &[Row], tck: &str) -> String {
             r.alive,
             if r.valid { "yes" } else { "INVALID" },
             r.note,
+            r.churn,
+            r.slow,
         );
     }
     let _ = writeln!(
@@ -302,6 +379,15 @@ fn table(rows: &[Row], tck: &str) -> String {
          Delay: publish-to-receive of video frames sent after the player started playing.",
         WINDOW.as_secs(),
         WARMUP.as_secs()
+    );
+    let _ = writeln!(
+        t,
+        "\nChurn: besides the steady players, new players connect at the given rate, each leaving 1 s after its \
+         first video frame (failed: error, or no video frame within 5 s); their connects and TTFF are counted \
+         apart from the steady players'. Slow: that share of the steady players reads at half the stream's bit \
+         rate (64 KiB receive buffer); their delay, missing frames and disconnections by the server are in the \
+         last column, while the delay and missing columns are the normal players' only. Per-player columns \
+         count the steady players."
     );
     t
 }

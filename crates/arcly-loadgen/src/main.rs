@@ -11,6 +11,18 @@
 //! socket, a protocol session and a few counters; all players share one read
 //! buffer. It prints one line per second and a summary at the end; the last
 //! line (`summary key=value ...`) is meant for scripts.
+//!
+//! Churn (`--churn-per-sec R`): besides the `--players` steady players, R new
+//! players connect per second; each leaves 1 s after its first video frame
+//! (or gives up 5 s after connecting without one), so about R connects and R
+//! disconnects happen per second. They are counted apart (`churn_*` keys).
+//!
+//! Slow consumers (`--slow-fraction F`): that fraction of the steady players
+//! (spread evenly) reads at half the stream's bit rate (a small receive
+//! buffer, and a pause after each read so the bytes read never run ahead of
+//! the cap), so the server sees the backpressure within seconds. Their delay
+//! is reported apart from the normal ("fast") players' (`delay_slow_*`,
+//! `delay_fast_*`), with how many were disconnected by the server.
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -27,7 +39,7 @@ use arcly_rtmp::client::{ClientEvent, ClientMode, ClientSession, RtmpUrl};
 use bytes::{BufMut, Bytes, BytesMut};
 use clap::Parser;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::LocalSet;
 use tokio::time::Instant as TokioInstant;
 
@@ -62,6 +74,14 @@ struct Args {
     /// Pause between two player connections, in milliseconds.
     #[arg(long, default_value_t = 1)]
     connect_spacing_ms: u64,
+    /// Besides the steady players, open this many short-lived players per
+    /// second (each leaves 1 s after its first video frame).
+    #[arg(long, default_value_t = 0.0, value_name = "R")]
+    churn_per_sec: f64,
+    /// This fraction of the steady players reads at half the stream's bit
+    /// rate (`--bitrate-kbps`, or the file's average rate).
+    #[arg(long, default_value_t = 0.0, value_name = "F")]
+    slow_fraction: f64,
     /// Total run time in seconds; the loadgen stops by itself after it.
     #[arg(long, default_value_t = 10)]
     duration: u64,
@@ -82,14 +102,35 @@ struct Stats {
     bytes: u64,
     sec_frames: u64,
     sec_bytes: u64,
-    missing: u64,
+    missing_fast: u64,
+    missing_slow: u64,
     ttff_us: Vec<u32>,
-    delay_us: Vec<u32>,
+    delay_fast_us: Vec<u32>,
+    delay_slow_us: Vec<u32>,
     published_video: u64,
+    slow_players: usize,
+    /// Steady players whose connection ended (closed or reset by the server)
+    /// after they started playing.
+    fast_disconnected: usize,
+    slow_disconnected: usize,
+    churn_started: usize,
+    churn_ok: usize,
+    churn_failed: usize,
+    churn_first_error: Option<String>,
+    churn_ttff_us: Vec<u32>,
 }
 
 /// Delay samples kept at most (memory bound).
 const MAX_DELAY_SAMPLES: usize = 20_000_000;
+/// A churn player leaves this long after its first video frame ...
+const CHURN_PLAY: Duration = Duration::from_secs(1);
+/// ... and gives up this long after connecting without one.
+const CHURN_GIVE_UP: Duration = Duration::from_secs(5);
+/// Receive buffer of a slow player's socket (the kernel doubles it), so the
+/// server feels the backpressure instead of the loopback's autotuned buffer.
+const SLOW_RCVBUF: u32 = 64 * 1024;
+/// Bytes a slow player reads at most at once.
+const SLOW_READ: usize = 16 * 1024;
 
 struct Shared {
     /// Video timestamp (ms) to the instant the publisher sent it.
@@ -110,6 +151,14 @@ fn main() {
         eprintln!("error: nothing to do: give --publish and/or --play");
         std::process::exit(2);
     }
+    if !(0.0..=1.0).contains(&args.slow_fraction) {
+        eprintln!("error: --slow-fraction must be between 0 and 1");
+        std::process::exit(2);
+    }
+    if !(args.churn_per_sec >= 0.0 && args.churn_per_sec <= 100_000.0) {
+        eprintln!("error: --churn-per-sec must be between 0 and 100000");
+        std::process::exit(2);
+    }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     let code = LocalSet::new().block_on(&rt, run(args));
     // Dropping the runtime cancels the remaining tasks.
@@ -127,6 +176,8 @@ async fn run(args: Args) -> i32 {
     let started = Instant::now();
     let deadline = TokioInstant::now() + Duration::from_secs(args.duration);
     let cpu0 = own_cpu_ticks();
+    // The stream's bit rate, for the slow players' cap.
+    let mut stream_kbps = f64::from(args.bitrate_kbps);
 
     if let Some(url) = &args.publish {
         let Some(url) = RtmpUrl::parse(url) else {
@@ -135,7 +186,11 @@ async fn run(args: Args) -> i32 {
         };
         let source: Box<dyn Iterator<Item = MediaFrame>> = match &args.file {
             Some(path) => match load_flv(path) {
-                Ok(frames) => Box::new(FileLoop::new(frames)),
+                Ok(frames) => {
+                    let fl = FileLoop::new(frames);
+                    stream_kbps = fl.kbps();
+                    Box::new(fl)
+                }
                 Err(e) => {
                     eprintln!("error: {}: {e}", path.display());
                     return 2;
@@ -169,22 +224,30 @@ async fn run(args: Args) -> i32 {
             }
         };
         let (sh, n, spacing) = (shared.clone(), args.players, Duration::from_millis(args.connect_spacing_ms));
+        let (fraction, churn) = (args.slow_fraction, args.churn_per_sec);
+        // Bytes per second a slow player reads at most.
+        let slow_rate = stream_kbps * 1000.0 / 8.0 / 2.0;
         tokio::task::spawn_local(async move {
-            for _ in 0..n {
-                let (sh, target) = (sh.clone(), target.clone());
-                tokio::task::spawn_local(async move {
-                    let result = match &*target {
-                        PlayTarget::Rtmp(url) => rtmp_player(&sh, url.clone()).await,
-                        PlayTarget::Http { addr, host, path } => flv_player(&sh, addr, host, path).await,
-                    };
-                    if let Err(e) = result {
-                        let mut st = sh.stats.borrow_mut();
-                        st.failed += 1;
-                        st.first_error.get_or_insert(e);
-                    }
-                });
+            for i in 0..n {
+                // Evenly spread: player i is slow when floor((i+1)F) steps up.
+                let slow = ((i + 1) as f64 * fraction).floor() > (i as f64 * fraction).floor();
+                let kind = if slow { Kind::Slow(slow_rate) } else { Kind::Fast };
+                if slow {
+                    sh.stats.borrow_mut().slow_players += 1;
+                }
+                tokio::task::spawn_local(play_one(sh.clone(), target.clone(), kind));
                 if !spacing.is_zero() {
                     tokio::time::sleep(spacing).await;
+                }
+            }
+            if churn > 0.0 {
+                let period = Duration::from_secs_f64(1.0 / churn);
+                let mut tick = tokio::time::interval(period);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    sh.stats.borrow_mut().churn_started += 1;
+                    tokio::task::spawn_local(play_one(sh.clone(), target.clone(), Kind::Churn));
                 }
             }
         });
@@ -200,10 +263,12 @@ async fn run(args: Args) -> i32 {
                 let mut st = shared.stats.borrow_mut();
                 if !args.quiet {
                     println!(
-                        "t={second:>3}s players alive {:>6}  frames/s {:>8}  MB/s {:>8.2}",
+                        "t={second:>3}s players alive {:>6}  frames/s {:>8}  MB/s {:>8.2}  churn ok {:>6} failed {:>4}",
                         st.alive,
                         st.sec_frames,
-                        st.sec_bytes as f64 / 1e6
+                        st.sec_bytes as f64 / 1e6,
+                        st.churn_ok,
+                        st.churn_failed
                     );
                 }
                 st.sec_frames = 0;
@@ -240,27 +305,36 @@ fn percentile_ms(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[i]) / 1000.0
 }
 
+fn sorted(v: &[u32]) -> Vec<u32> {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    v
+}
+
 fn summary(args: &Args, st: &Stats, cpu_pct: f64) {
-    let mut ttff = st.ttff_us.clone();
-    ttff.sort_unstable();
-    let mut delay = st.delay_us.clone();
-    delay.sort_unstable();
+    let ttff = sorted(&st.ttff_us);
+    let delay = sorted(&[st.delay_fast_us.as_slice(), st.delay_slow_us.as_slice()].concat());
+    let fast = sorted(&st.delay_fast_us);
+    let slow = sorted(&st.delay_slow_us);
+    let churn_ttff = sorted(&st.churn_ttff_us);
+    let missing = st.missing_fast + st.missing_slow;
     let max = delay.last().map_or(f64::NAN, |&d| f64::from(d) / 1000.0);
     let players = if args.play.is_some() { args.players } else { 0 };
     println!("--- summary ---");
     println!(
-        "players: {} alive at the end, {} connected (reached play), {} failed{}",
+        "players: {} alive at the end, {} connected (reached play), {} failed, {} disconnected by the server \
+         after playing{}",
         st.alive,
         st.connected,
         st.failed,
+        st.fast_disconnected + st.slow_disconnected,
         st.first_error.as_deref().map(|e| format!(" (first error: {e})")).unwrap_or_default()
     );
     println!(
-        "received: {} frames ({} video), {:.1} MB; video frames missing (approx.): {}",
+        "received: {} frames ({} video), {:.1} MB; video frames missing (approx.): {missing}",
         st.frames,
         st.video_frames,
         st.bytes as f64 / 1e6,
-        st.missing
     );
     println!("published: {} video frames", st.published_video);
     println!(
@@ -276,24 +350,79 @@ fn summary(args: &Args, st: &Stats, cpu_pct: f64) {
         percentile_ms(&delay, 0.99),
         delay.len()
     );
+    if st.slow_players > 0 {
+        println!(
+            "fast players ({}): delay p50 {:.1} ms, p99 {:.1} ms ({} samples), {} disconnected, {} frames missing",
+            players.saturating_sub(st.slow_players),
+            percentile_ms(&fast, 0.5),
+            percentile_ms(&fast, 0.99),
+            fast.len(),
+            st.fast_disconnected,
+            st.missing_fast
+        );
+        println!(
+            "slow players ({}, reading at half rate): delay p50 {:.1} ms, p99 {:.1} ms ({} samples), \
+             {} disconnected by the server, {} frames missing",
+            st.slow_players,
+            percentile_ms(&slow, 0.5),
+            percentile_ms(&slow, 0.99),
+            slow.len(),
+            st.slow_disconnected,
+            st.missing_slow
+        );
+    }
+    if args.churn_per_sec > 0.0 {
+        println!(
+            "churn ({}/s): {} started, {} ok (got a video frame), {} failed, {} still in flight; \
+             time to first video frame p50 {:.1} ms, p99 {:.1} ms{}",
+            args.churn_per_sec,
+            st.churn_started,
+            st.churn_ok,
+            st.churn_failed,
+            st.churn_started.saturating_sub(st.churn_ok + st.churn_failed),
+            percentile_ms(&churn_ttff, 0.5),
+            percentile_ms(&churn_ttff, 0.99),
+            st.churn_first_error.as_deref().map(|e| format!(" (first error: {e})")).unwrap_or_default()
+        );
+    }
     println!("loadgen CPU: {cpu_pct:.1}% of one core");
     println!(
-        "summary players={players} alive={} connected={} failed={} frames={} video_frames={} bytes={} missing={} \
+        "summary players={players} alive={} connected={} failed={} frames={} video_frames={} bytes={} missing={missing} \
          published_video={} ttff_p50_ms={:.1} ttff_p99_ms={:.1} delay_samples={} delay_p50_ms={:.1} \
-         delay_p99_ms={:.1} delay_max_ms={max:.1} cpu_pct={cpu_pct:.1}",
+         delay_p99_ms={:.1} delay_max_ms={max:.1} slow_players={} delay_fast_samples={} delay_fast_p50_ms={:.1} \
+         delay_fast_p99_ms={:.1} delay_slow_samples={} delay_slow_p50_ms={:.1} delay_slow_p99_ms={:.1} \
+         missing_fast={} missing_slow={} fast_disconnected={} slow_disconnected={} churn_per_sec={} \
+         churn_started={} churn_ok={} churn_failed={} churn_ttff_p50_ms={:.1} churn_ttff_p99_ms={:.1} \
+         cpu_pct={cpu_pct:.1}",
         st.alive,
         st.connected,
         st.failed,
         st.frames,
         st.video_frames,
         st.bytes,
-        st.missing,
         st.published_video,
         percentile_ms(&ttff, 0.5),
         percentile_ms(&ttff, 0.99),
         delay.len(),
         percentile_ms(&delay, 0.5),
         percentile_ms(&delay, 0.99),
+        st.slow_players,
+        fast.len(),
+        percentile_ms(&fast, 0.5),
+        percentile_ms(&fast, 0.99),
+        slow.len(),
+        percentile_ms(&slow, 0.5),
+        percentile_ms(&slow, 0.99),
+        st.missing_fast,
+        st.missing_slow,
+        st.fast_disconnected,
+        st.slow_disconnected,
+        args.churn_per_sec,
+        st.churn_started,
+        st.churn_ok,
+        st.churn_failed,
+        percentile_ms(&churn_ttff, 0.5),
+        percentile_ms(&churn_ttff, 0.99),
     );
 }
 
@@ -351,6 +480,12 @@ impl FileLoop {
         let last = frames.iter().map(|f| f.dts_in(Timebase::MILLIS)).max().unwrap_or(0);
         // One frame interval (40 ms) between the last frame and the loop.
         Self { frames, i: 0, offset: -first, span: last - first + 40 }
+    }
+
+    /// Average bit rate of one loop, in kbit/s.
+    fn kbps(&self) -> f64 {
+        let bytes: usize = self.frames.iter().map(|f| f.payload.len()).sum();
+        bytes as f64 * 8.0 / self.span.max(1) as f64
     }
 }
 
@@ -466,26 +601,147 @@ impl PlayTarget {
     }
 }
 
-/// One player's state; counts itself alive from play until it is dropped.
+/// What a player is for.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    /// A steady player reading as fast as it can.
+    Fast,
+    /// A steady player reading at most this many bytes per second.
+    Slow(f64),
+    /// A short-lived player (`--churn-per-sec`).
+    Churn,
+}
+
+/// Runs one player to its end and counts how it ended.
+async fn play_one(sh: Rc<Shared>, target: Rc<PlayTarget>, kind: Kind) {
+    let mut player = Player::new(&sh, kind);
+    let result = match &*target {
+        PlayTarget::Rtmp(url) => rtmp_player(&mut player, url.clone()).await,
+        PlayTarget::Http { addr, host, path } => flv_player(&mut player, addr, host, path).await,
+    };
+    let mut st = sh.stats.borrow_mut();
+    match kind {
+        Kind::Churn => {
+            let result = match result {
+                Ok(()) if !player.first_video => Err(format!("no video frame within {CHURN_GIVE_UP:?}")),
+                r => r,
+            };
+            match result {
+                _ if player.first_video => st.churn_ok += 1,
+                Err(e) => {
+                    st.churn_failed += 1;
+                    st.churn_first_error.get_or_insert(e);
+                }
+                Ok(()) => st.churn_failed += 1,
+            }
+        }
+        Kind::Fast | Kind::Slow(_) if player.playing_since.is_some() => {
+            // A steady player only ends when the server ends it.
+            if matches!(kind, Kind::Slow(_)) {
+                st.slow_disconnected += 1;
+            } else {
+                st.fast_disconnected += 1;
+            }
+            if let Err(e) = result {
+                st.first_error.get_or_insert(e);
+            }
+        }
+        Kind::Fast | Kind::Slow(_) => {
+            st.failed += 1;
+            st.first_error.get_or_insert(result.err().unwrap_or_else(|| "ended before play".into()));
+        }
+    }
+}
+
+/// One player's state; a steady one counts itself alive from play until it
+/// is dropped.
 struct Player<'a> {
     sh: &'a Shared,
+    kind: Kind,
     start: Instant,
     playing_since: Option<Instant>,
     first_video: bool,
     last_video_ms: Option<u32>,
+    /// A churn player leaves at this instant.
+    stop_at: Option<TokioInstant>,
+    /// Bytes read since `start` (for the slow players' cap).
+    read: u64,
 }
 
 impl<'a> Player<'a> {
-    fn new(sh: &'a Shared) -> Self {
-        Self { sh, start: Instant::now(), playing_since: None, first_video: false, last_video_ms: None }
+    fn new(sh: &'a Shared, kind: Kind) -> Self {
+        let stop_at = (kind == Kind::Churn).then(|| TokioInstant::now() + CHURN_GIVE_UP);
+        Self {
+            sh,
+            kind,
+            start: Instant::now(),
+            playing_since: None,
+            first_video: false,
+            last_video_ms: None,
+            stop_at,
+            read: 0,
+        }
+    }
+
+    fn steady(&self) -> bool {
+        self.kind != Kind::Churn
     }
 
     fn playing(&mut self) {
         if self.playing_since.is_none() {
             self.playing_since = Some(Instant::now());
-            let mut st = self.sh.stats.borrow_mut();
-            st.alive += 1;
-            st.connected += 1;
+            if self.steady() {
+                let mut st = self.sh.stats.borrow_mut();
+                st.alive += 1;
+                st.connected += 1;
+            }
+        }
+    }
+
+    /// Connects to `addr`, with a small receive buffer for a slow player.
+    async fn connect(&self, addr: &str) -> Result<TcpStream, String> {
+        if !matches!(self.kind, Kind::Slow(_)) {
+            return TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"));
+        }
+        let sa = tokio::net::lookup_host(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?
+            .next()
+            .ok_or("connect: no address")?;
+        let socket = if sa.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
+            .map_err(|e| format!("connect: {e}"))?;
+        socket.set_recv_buffer_size(SLOW_RCVBUF).map_err(|e| format!("connect: {e}"))?;
+        socket.connect(sa).await.map_err(|e| format!("connect: {e}"))
+    }
+
+    /// Waits until `socket` is readable; `Ok(false)` when a churn player's
+    /// time is up.
+    async fn readable(&self, socket: &TcpStream) -> Result<bool, String> {
+        let ready = async { socket.readable().await.map(|()| true).map_err(|e| e.to_string()) };
+        match self.stop_at {
+            None => ready.await,
+            Some(at) => tokio::select! {
+                r = ready => r,
+                () = tokio::time::sleep_until(at) => Ok(false),
+            },
+        }
+    }
+
+    /// How much of the shared buffer this player may read into.
+    fn read_len(&self, buf_len: usize) -> usize {
+        if matches!(self.kind, Kind::Slow(_)) { buf_len.min(SLOW_READ) } else { buf_len }
+    }
+
+    /// Counts `n` bytes read; a slow player then sleeps until its cap allows
+    /// them.
+    async fn throttle(&mut self, n: usize) {
+        self.read += n as u64;
+        if let Kind::Slow(rate) = self.kind {
+            let due = self.start + Duration::from_secs_f64(self.read as f64 / rate);
+            let now = Instant::now();
+            if due > now {
+                tokio::time::sleep(due - now).await;
+            }
         }
     }
 
@@ -506,20 +762,31 @@ impl<'a> Player<'a> {
         st.video_frames += 1;
         if !self.first_video {
             self.first_video = true;
-            st.ttff_us.push(micros(now - self.start));
+            if self.kind == Kind::Churn {
+                st.churn_ttff_us.push(micros(now - self.start));
+                self.stop_at = Some(TokioInstant::now() + CHURN_PLAY);
+            } else {
+                st.ttff_us.push(micros(now - self.start));
+            }
         }
+        if self.kind == Kind::Churn {
+            return;
+        }
+        let slow = matches!(self.kind, Kind::Slow(_));
         let ms = (frame.dts_in(Timebase::MILLIS) & 0xffff_ffff) as u32;
         let sent = self.sh.sent.borrow();
         if let (Some(&at), Some(since)) = (sent.get(&ms), self.playing_since)
             && at >= since
-            && st.delay_us.len() < MAX_DELAY_SAMPLES
+            && st.delay_fast_us.len() + st.delay_slow_us.len() < MAX_DELAY_SAMPLES
         {
-            st.delay_us.push(micros(now.saturating_duration_since(at)));
+            let d = micros(now.saturating_duration_since(at));
+            if slow { st.delay_slow_us.push(d) } else { st.delay_fast_us.push(d) }
         }
         if let Some(last) = self.last_video_ms
             && ms > last.saturating_add(1)
         {
-            st.missing += sent.range(last + 1..ms).count() as u64;
+            let m = sent.range(last + 1..ms).count() as u64;
+            if slow { st.missing_slow += m } else { st.missing_fast += m }
         }
         self.last_video_ms = Some(ms);
     }
@@ -527,7 +794,7 @@ impl<'a> Player<'a> {
 
 impl Drop for Player<'_> {
     fn drop(&mut self) {
-        if self.playing_since.is_some() {
+        if self.playing_since.is_some() && self.steady() {
             self.sh.stats.borrow_mut().alive -= 1;
         }
     }
@@ -537,16 +804,19 @@ fn micros(d: Duration) -> u32 {
     d.as_micros().min(u128::from(u32::MAX)) as u32
 }
 
-async fn rtmp_player(sh: &Shared, url: RtmpUrl) -> Result<(), String> {
-    let mut player = Player::new(sh);
-    let mut socket = TcpStream::connect(rtmp_addr(&url)).await.map_err(|e| format!("connect: {e}"))?;
+async fn rtmp_player(player: &mut Player<'_>, url: RtmpUrl) -> Result<(), String> {
+    let sh = player.sh;
+    let mut socket = player.connect(&rtmp_addr(&url)).await?;
     let mut session = ClientSession::new(url, ClientMode::Play).map_err(|e| e.to_string())?;
     loop {
         write_out(&mut socket, &mut session).await?;
-        socket.readable().await.map_err(|e| e.to_string())?;
+        if !player.readable(&socket).await? {
+            return Ok(());
+        }
         let n = {
             let mut buf = sh.buf.borrow_mut();
-            read_ready(&socket, &mut session, &mut buf)?
+            let len = player.read_len(buf.len());
+            read_ready(&socket, &mut session, &mut buf[..len])?
         };
         let Some(n) = n else {
             return if player.playing_since.is_some() { Ok(()) } else { Err("closed before play".into()) };
@@ -562,6 +832,7 @@ async fn rtmp_player(sh: &Shared, url: RtmpUrl) -> Result<(), String> {
                 _ => {}
             }
         }
+        player.throttle(n).await;
     }
 }
 
@@ -616,9 +887,9 @@ impl Dechunk {
     }
 }
 
-async fn flv_player(sh: &Shared, addr: &str, host: &str, path: &str) -> Result<(), String> {
-    let mut player = Player::new(sh);
-    let mut socket = TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
+async fn flv_player(player: &mut Player<'_>, addr: &str, host: &str, path: &str) -> Result<(), String> {
+    let sh = player.sh;
+    let mut socket = player.connect(addr).await?;
     let request =
         format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: arcly-loadgen\r\nConnection: close\r\n\r\n");
     socket.write_all(request.as_bytes()).await.map_err(|e| format!("write: {e}"))?;
@@ -626,47 +897,53 @@ async fn flv_player(sh: &Shared, addr: &str, host: &str, path: &str) -> Result<(
     let mut chunked: Option<Dechunk> = None;
     let mut reader = FlvReader::new();
     loop {
-        socket.readable().await.map_err(|e| e.to_string())?;
-        let mut buf = sh.buf.borrow_mut();
-        let n = match socket.try_read(&mut buf) {
-            Ok(0) => return if player.playing_since.is_some() { Ok(()) } else { Err("closed before body".into()) },
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(format!("read: {e}")),
-        };
-        let mut body = &buf[..n];
-        if player.playing_since.is_none() {
-            head.extend_from_slice(body);
-            let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
-                if head.len() > 16 * 1024 {
-                    return Err("response head too long".into());
-                }
-                continue;
-            };
-            let text = String::from_utf8_lossy(&head[..end]).to_ascii_lowercase();
-            let status = text.lines().next().unwrap_or("").to_string();
-            if status.split_whitespace().nth(1) != Some("200") {
-                return Err(format!("HTTP status: {status}"));
-            }
-            if text.lines().any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked")) {
-                chunked = Some(Dechunk::default());
-            }
-            player.playing();
-            let rest = head.split_off(end + 4);
-            head = rest;
-            body = &head;
-        } else {
-            player.bytes(n);
+        if !player.readable(&socket).await? {
+            return Ok(());
         }
-        let more = match &mut chunked {
-            Some(d) => d.feed(body, &mut reader)?,
-            None => {
-                reader.push(body);
-                true
+        // The shared buffer is released before any await.
+        let (n, more) = {
+            let mut buf = sh.buf.borrow_mut();
+            let len = player.read_len(buf.len());
+            let n = match socket.try_read(&mut buf[..len]) {
+                Ok(0) => return if player.playing_since.is_some() { Ok(()) } else { Err("closed before body".into()) },
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(format!("read: {e}")),
+            };
+            let mut body = &buf[..n];
+            if player.playing_since.is_none() {
+                head.extend_from_slice(body);
+                let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    if head.len() > 16 * 1024 {
+                        return Err("response head too long".into());
+                    }
+                    continue;
+                };
+                let text = String::from_utf8_lossy(&head[..end]).to_ascii_lowercase();
+                let status = text.lines().next().unwrap_or("").to_string();
+                if status.split_whitespace().nth(1) != Some("200") {
+                    return Err(format!("HTTP status: {status}"));
+                }
+                if text.lines().any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked")) {
+                    chunked = Some(Dechunk::default());
+                }
+                player.playing();
+                let rest = head.split_off(end + 4);
+                head = rest;
+                body = &head;
+            } else {
+                player.bytes(n);
             }
+            let more = match &mut chunked {
+                Some(d) => d.feed(body, &mut reader)?,
+                None => {
+                    reader.push(body);
+                    true
+                }
+            };
+            head.clear();
+            (n, more)
         };
-        head.clear();
-        drop(buf);
         while let Some(tag) = reader.next_tag() {
             let tag = tag.map_err(|e| e.to_string())?;
             if let Some(frame) = tag.to_frame().map_err(|e| e.to_string())? {
@@ -676,5 +953,6 @@ async fn flv_player(sh: &Shared, addr: &str, host: &str, path: &str) -> Result<(
         if !more {
             return Ok(());
         }
+        player.throttle(n).await;
     }
 }

@@ -1,5 +1,5 @@
 //! The loadgen against an in-process server: a synthetic publisher and five
-//! RTMP players for three seconds.
+//! RTMP players for three seconds, then the same with churn and slow players.
 
 use std::sync::Arc;
 
@@ -7,8 +7,9 @@ use arcly_core::engine::{AppSpec, Engine};
 use arcly_rtmp::{RtmpServer, ServerConfig};
 use tokio_util::sync::CancellationToken;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn five_players_receive_frames() {
+/// Runs the loadgen with `extra` arguments against an in-process server and
+/// returns its summary line.
+async fn run_loadgen(extra: &[&str], seconds: u64) -> String {
     let config = ServerConfig { listen: "127.0.0.1:0".parse().unwrap(), ..ServerConfig::default() };
     let (server, addr) = RtmpServer::bind(config).await.expect("bind");
     let engine = Engine::builder().application(AppSpec::new("live")).inbound(Arc::new(server)).build();
@@ -20,23 +21,44 @@ async fn five_players_receive_frames() {
     let url = format!("rtmp://{addr}/live/smoke");
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_arcly-loadgen"))
         .args(["--publish", &url, "--synthetic", "--bitrate-kbps", "500", "--play", &url])
-        .args(["--players", "5", "--duration", "3"])
+        .args(["--duration", &seconds.to_string()])
+        .args(extra)
         .kill_on_drop(true)
         .output();
-    let out = tokio::time::timeout(std::time::Duration::from_secs(9), out).await.expect("loadgen stops").unwrap();
+    let out =
+        tokio::time::timeout(std::time::Duration::from_secs(seconds + 6), out).await.expect("loadgen stops").unwrap();
     token.cancel();
     let _ = run.await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let summary = stdout.lines().find_map(|l| l.strip_prefix("summary ")).expect("summary line");
-    let get = |k: &str| -> u64 {
-        summary
-            .split_whitespace()
-            .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{k} in {summary}"))
-    };
-    assert_eq!(get("alive"), 5, "{summary}");
-    assert!(get("video_frames") > 0, "{summary}");
-    assert!(get("delay_samples") > 0, "{summary}");
+    stdout.lines().find_map(|l| l.strip_prefix("summary ")).expect("summary line").to_string()
+}
+
+fn get(summary: &str, k: &str) -> u64 {
+    summary
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{k} in {summary}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_players_receive_frames() {
+    let summary = run_loadgen(&["--players", "5"], 3).await;
+    assert_eq!(get(&summary, "alive"), 5, "{summary}");
+    assert!(get(&summary, "video_frames") > 0, "{summary}");
+    assert!(get(&summary, "delay_samples") > 0, "{summary}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_and_slow_players() {
+    let summary = run_loadgen(&["--players", "5", "--churn-per-sec", "10", "--slow-fraction", "0.4"], 4).await;
+    assert_eq!(get(&summary, "alive"), 5, "{summary}");
+    assert_eq!(get(&summary, "slow_players"), 2, "{summary}");
+    assert!(get(&summary, "delay_fast_samples") > 0, "{summary}");
+    assert!(get(&summary, "delay_slow_samples") > 0, "{summary}");
+    // Churn players leave 1 s after their first frame: by the end, many
+    // have come and gone, none failed.
+    assert!(get(&summary, "churn_ok") >= 10, "{summary}");
+    assert_eq!(get(&summary, "churn_failed"), 0, "{summary}");
 }
