@@ -55,6 +55,25 @@ async fn refused(state: &AppState, id: &StreamId, query: Option<String>, peer: S
     }
 }
 
+/// The HLS service, the stream and the token to carry into playlist URIs,
+/// once the request is authorized; else the response to give.
+async fn admit<'a>(
+    state: &'a AppState,
+    app: &str,
+    key: &str,
+    query: Option<String>,
+    peer: SocketAddr,
+) -> Result<(&'a arcly_hls::Hls, StreamId, Option<String>), Response> {
+    let (Some(hls), Some(id)) = (state.hls.as_ref(), stream_id(app, key)) else {
+        return Err(no_stream(app, key));
+    };
+    let token = token_query(query.as_deref());
+    match refused(state, &id, query, peer).await {
+        Some(refusal) => Err(refusal),
+        None => Ok((hls, id, token)),
+    }
+}
+
 /// `GET /live/{app}/{key}/{file}`: fMP4 / LL-HLS files.
 pub(crate) async fn file(
     State(state): State<AppState>,
@@ -63,13 +82,10 @@ pub(crate) async fn file(
     RawQuery(query): RawQuery,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
 ) -> Response {
-    let (Some(hls), Some(id)) = (state.hls.as_ref(), stream_id(&app, &key)) else {
-        return no_stream(&app, &key);
+    let (hls, id, token) = match admit(&state, &app, &key, query, peer).await {
+        Ok(admitted) => admitted,
+        Err(response) => return response,
     };
-    if let Some(refusal) = refused(&state, &id, query.clone(), peer).await {
-        return refusal;
-    }
-    let token = token_query(query.as_deref());
     match file.as_str() {
         "index.m3u8" => with_token(playlist(hls, &id, PlaylistKind::LowLatency, &params).await, token).await,
         "master.m3u8" | "multivariant.m3u8" => match hls.multivariant(&id).await {
@@ -99,13 +115,10 @@ pub(crate) async fn ts_file(
     RawQuery(query): RawQuery,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
 ) -> Response {
-    let (Some(hls), Some(id)) = (state.hls.as_ref(), stream_id(&app, &key)) else {
-        return no_stream(&app, &key);
+    let (hls, id, token) = match admit(&state, &app, &key, query, peer).await {
+        Ok(admitted) => admitted,
+        Err(response) => return response,
     };
-    if let Some(refusal) = refused(&state, &id, query.clone(), peer).await {
-        return refusal;
-    }
-    let token = token_query(query.as_deref());
     match file.as_str() {
         "index.m3u8" => with_token(playlist(hls, &id, PlaylistKind::Ts, &params).await, token).await,
         f if f.starts_with("seg") && f.ends_with(".ts") => match hls.segment(&id, PlaylistKind::Ts, f).await {
