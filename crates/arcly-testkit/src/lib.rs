@@ -6,6 +6,8 @@
 //!   the reference peer. A missing tool fails the test with the Debian
 //!   package to install; tests never skip silently.
 //! - [`ivf`]: frames of an IVF file (AV1, VP9 test streams).
+//! - [`peer`]: real peers (ffmpeg, rtmpdump, GStreamer) as child processes
+//!   of async tests.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -183,5 +185,45 @@ pub mod ivf {
             timebase_num: u32le(20),
             frames,
         }
+    }
+}
+
+/// Real peers as child processes of async tests.
+pub mod peer {
+    use std::process::{ExitStatus, Stdio};
+    use std::time::Duration;
+
+    use tokio::io::AsyncReadExt;
+    use tokio::process::{Child, Command};
+
+    /// Spawns a tool that is killed when dropped; a missing tool fails the
+    /// test with the Debian package to install.
+    pub fn spawn(tool: &str, package: &str, args: &[&str]) -> Child {
+        Command::new(tool)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run `{tool}` ({e}): install the Debian package `{package}`"))
+    }
+
+    /// Waits for a child up to `secs`; returns its status and stderr.
+    ///
+    /// # Panics
+    /// If it does not exit in time, or was not spawned by [`spawn`].
+    pub async fn finish(mut child: Child, secs: u64) -> (ExitStatus, String) {
+        let mut stderr = child.stderr.take().expect("stderr piped");
+        let mut text = String::new();
+        let read = async {
+            let _ = stderr.read_to_string(&mut text).await;
+            child.wait().await
+        };
+        let status = tokio::time::timeout(Duration::from_secs(secs), read)
+            .await
+            .unwrap_or_else(|_| panic!("child did not exit within {secs} s"))
+            .expect("wait");
+        (status, text)
     }
 }

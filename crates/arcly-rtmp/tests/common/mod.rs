@@ -4,7 +4,6 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
-use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ use arcly_rtmp::{RtmpServer, ServerConfig};
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command as Process};
+use tokio::process::Child;
 use tokio_util::sync::CancellationToken;
 
 /// A running engine with the RTMP server.
@@ -55,33 +54,9 @@ impl TestServer {
     }
 }
 
-/// Spawns a tool that is killed when dropped; a missing tool fails the test
-/// with the Debian package to install.
-pub fn spawn(tool: &str, package: &str, args: &[&str]) -> Child {
-    Process::new(tool)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run `{tool}` ({e}): install the Debian package `{package}`"))
-}
-
-/// Waits for a child up to `secs`; returns its status and stderr.
-pub async fn finish(mut child: Child, secs: u64) -> (ExitStatus, String) {
-    let mut stderr = child.stderr.take().expect("stderr piped");
-    let mut text = String::new();
-    let read = async {
-        let _ = stderr.read_to_string(&mut text).await;
-        child.wait().await
-    };
-    let status = tokio::time::timeout(Duration::from_secs(secs), read)
-        .await
-        .unwrap_or_else(|_| panic!("child did not exit within {secs} s"))
-        .expect("wait");
-    (status, text)
-}
+// Not every test binary uses both.
+#[allow(unused_imports)]
+pub use arcly_testkit::peer::{finish, spawn};
 
 pub fn ffmpeg_publish(url: &str, realtime: bool, extra: &[&str]) -> Child {
     let src = arcly_testkit::testdata("h264_aac.flv");

@@ -2,13 +2,12 @@
 //! 127.0.0.1:0, ffmpeg as the publisher, a minimal HTTP/1.1 client.
 #![allow(dead_code, unreachable_pub)]
 
-use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use arcly_server::{Config, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 /// A test configuration: both listeners on 127.0.0.1:0, no republish
 /// grace (a stream ends when ffmpeg leaves), HTTP-FLV players wait up to
@@ -34,18 +33,9 @@ pub fn http_url(server: &Server, path: &str) -> String {
     format!("http://{}{path}", server.http_addr())
 }
 
-/// Spawns a tool that is killed when dropped; a missing tool fails the test
-/// with the Debian package to install.
-pub fn spawn(tool: &str, package: &str, args: &[&str]) -> Child {
-    Command::new(tool)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run `{tool}` ({e}): install the Debian package `{package}`"))
-}
+// Not every test binary uses both.
+#[allow(unused_imports)]
+pub use arcly_testkit::peer::{finish, spawn};
 
 /// ffmpeg publishing testdata/h264_aac.flv (3 s, 75 video and 142 audio
 /// frames) over RTMP, in real time.
@@ -74,21 +64,6 @@ pub fn ffmpeg_publish_looped(url: &str, loops: u32) -> Child {
         url,
     ];
     spawn("ffmpeg", "ffmpeg", &args)
-}
-
-/// Waits for a child up to `secs`; returns its status and stderr.
-pub async fn finish(mut child: Child, secs: u64) -> (ExitStatus, String) {
-    let mut stderr = child.stderr.take().expect("stderr piped");
-    let mut text = String::new();
-    let read = async {
-        let _ = stderr.read_to_string(&mut text).await;
-        child.wait().await
-    };
-    let status = tokio::time::timeout(Duration::from_secs(secs), read)
-        .await
-        .unwrap_or_else(|_| panic!("child did not exit within {secs} s"))
-        .expect("wait");
-    (status, text)
 }
 
 /// Waits until `app/key` is live on the server.
