@@ -349,7 +349,9 @@ struct OutState {
 #[derive(Debug)]
 pub struct ChunkEncoder {
     chunk_size: usize,
-    streams: HashMap<u32, OutState>,
+    /// Last header per chunk stream. A sender uses a handful of chunk
+    /// streams, so a list scan beats hashing on every message.
+    streams: Vec<(u32, OutState)>,
     scratch: BytesMut,
 }
 
@@ -362,7 +364,7 @@ impl Default for ChunkEncoder {
 impl ChunkEncoder {
     /// An encoder with the default chunk size of 128.
     pub fn new() -> Self {
-        Self { chunk_size: DEFAULT_CHUNK_SIZE, streams: HashMap::new(), scratch: BytesMut::new() }
+        Self { chunk_size: DEFAULT_CHUNK_SIZE, streams: Vec::new(), scratch: BytesMut::new() }
     }
 
     /// The chunk size in use.
@@ -406,7 +408,8 @@ impl ChunkEncoder {
         out: &mut Vec<Bytes>,
     ) {
         let length = parts.iter().map(Bytes::len).sum::<usize>().min(0xff_ffff) as u32;
-        let prev = self.streams.get(&csid).copied();
+        let slot = self.streams.iter().position(|(id, _)| *id == csid);
+        let prev = slot.map(|i| self.streams[i].1);
         let (fmt, delta) = match prev {
             Some(p) if p.stream_id == stream_id && timestamp >= p.timestamp => {
                 let delta = timestamp - p.timestamp;
@@ -440,7 +443,11 @@ impl ChunkEncoder {
             self.scratch.put_u32(ts_field);
         }
         let header_fmt = if fmt == 3 { prev.map_or(0, |p| p.fmt) } else { fmt };
-        self.streams.insert(csid, OutState { timestamp, delta, length, type_id, stream_id, fmt: header_fmt });
+        let state = OutState { timestamp, delta, length, type_id, stream_id, fmt: header_fmt };
+        match slot {
+            Some(i) => self.streams[i].1 = state,
+            None => self.streams.push((csid, state)),
+        }
         out.push(self.scratch.split().freeze());
         let mut left_in_chunk = self.chunk_size;
         let mut written = 0usize;

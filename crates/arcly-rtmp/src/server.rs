@@ -185,10 +185,22 @@ impl Connection {
         let mut batch = Batch::new();
         let mut paced = false;
         let max_frames = self.config.play_batch_frames.max(1);
+        // Both futures live across iterations: a player wakes tens of times
+        // a second, and creating them anew each time costs a timer entry
+        // and a notifier registration per wake-up.
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
+        let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+        tokio::pin!(timer);
+        let mut armed: Option<Instant> = None;
         loop {
             let deadline = self.session.poll_timeout().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            if armed != Some(deadline) {
+                timer.as_mut().reset(tokio::time::Instant::from_std(deadline));
+                armed = Some(deadline);
+            }
             tokio::select! {
-                () = shutdown.cancelled() => {
+                () = &mut cancelled => {
                     if let Some((_, p)) = &self.publisher {
                         p.end("shutdown");
                     }
@@ -252,7 +264,9 @@ impl Connection {
                     }
                 }
                 () = tick(&mut pacer), if paced => paced = false,
-                () = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {
+                () = &mut timer => {
+                    // A fired timer stays ready: re-arm it next iteration.
+                    armed = None;
                     self.session.handle_timeout(Instant::now()).map_err(|e| format!("{e}"))?;
                 }
             }
@@ -263,6 +277,16 @@ impl Connection {
         self.session.drain_transmit(&mut self.out);
         if self.out.is_empty() {
             return Ok(String::new());
+        }
+        // Most writes fit the socket buffer at once; only a write that has
+        // to wait needs the timer that catches a peer not reading.
+        match try_write_parts(&self.socket, &mut self.out) {
+            Ok(true) => {
+                self.out.clear();
+                return Ok(String::new());
+            }
+            Ok(false) => {}
+            Err(e) => return Err(format!("write failed: {e}")),
         }
         let limit = match self.config.session.idle_timeout {
             d if d.is_zero() => Duration::from_secs(3600),
@@ -421,26 +445,66 @@ async fn tick(pacer: &mut Option<Pacer>) {
     }
 }
 
+/// Parts per vectored write (Linux accepts up to 1024).
+const IOV_MAX: usize = 256;
+
+/// Fills `slices` from `parts` and returns how many it used.
+fn gather<'a>(parts: &'a [Bytes], slices: &mut [IoSlice<'a>; IOV_MAX]) -> usize {
+    let mut k = 0;
+    for (slot, part) in slices.iter_mut().zip(parts) {
+        *slot = IoSlice::new(part);
+        k += 1;
+    }
+    k
+}
+
+/// Drops the first `n` written bytes from `parts[*i..]`, advancing `*i`
+/// past the parts fully written.
+fn consume(parts: &mut [Bytes], i: &mut usize, mut n: usize) {
+    while n > 0 && *i < parts.len() {
+        let len = parts[*i].len();
+        if n >= len {
+            n -= len;
+            *i += 1;
+        } else {
+            parts[*i].advance(n);
+            n = 0;
+        }
+    }
+}
+
+/// Writes what the socket takes without waiting. `Ok(true)` when every
+/// part went out; otherwise the written ones are removed from `parts` and
+/// the rest wait for [`write_parts`].
+fn try_write_parts(socket: &TcpStream, parts: &mut Vec<Bytes>) -> io::Result<bool> {
+    parts.retain(|b| !b.is_empty());
+    let mut i = 0;
+    while i < parts.len() {
+        let mut slices = [IoSlice::new(&[]); IOV_MAX];
+        let k = gather(&parts[i..], &mut slices);
+        match socket.try_write_vectored(&slices[..k]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => consume(parts, &mut i, n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    parts.drain(..i);
+    Ok(parts.is_empty())
+}
+
 /// Writes every part with vectored writes; parts are consumed.
 async fn write_parts(socket: &mut TcpStream, parts: &mut Vec<Bytes>) -> io::Result<()> {
     parts.retain(|b| !b.is_empty());
     let mut i = 0;
     while i < parts.len() {
-        let slices: Vec<IoSlice<'_>> = parts[i..].iter().take(256).map(|b| IoSlice::new(b)).collect();
-        let mut n = socket.write_vectored(&slices).await?;
+        let mut slices = [IoSlice::new(&[]); IOV_MAX];
+        let k = gather(&parts[i..], &mut slices);
+        let n = socket.write_vectored(&slices[..k]).await?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
-        while n > 0 && i < parts.len() {
-            let len = parts[i].len();
-            if n >= len {
-                n -= len;
-                i += 1;
-            } else {
-                parts[i].advance(n);
-                n = 0;
-            }
-        }
+        consume(parts, &mut i, n);
     }
     Ok(())
 }

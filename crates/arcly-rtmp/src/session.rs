@@ -384,11 +384,9 @@ impl ServerSession {
     }
 
     fn flush_parts(&mut self) {
-        let parts = std::mem::take(&mut self.parts);
-        for p in &parts {
-            self.queued += p.len();
-        }
-        self.out.extend(parts);
+        // Drained, not taken: the vector's allocation serves every message.
+        self.queued += self.parts.iter().map(Bytes::len).sum::<usize>();
+        self.out.extend(self.parts.drain(..));
     }
 
     fn send(&mut self, csid: u32, stream_id: u32, timestamp: u32, msg: &Message) {
