@@ -1,21 +1,21 @@
 //! `cargo xtask bench rtmp`: RTMP fan-out of arcly against nginx-rtmp.
 //!
-//! For each server (arcly, nginx with the RTMP module, one worker) and each
-//! player count, the server runs pinned to core 0 and `arcly-loadgen` pinned
-//! to core 1 publishes a synthetic 3 Mbit/s, 30 fps stream and opens the
-//! players. After a warm-up, the server's CPU (utime + stime from
-//! `/proc/PID/stat`) is measured over a steady window and its RSS read from
-//! `/proc/PID/status`; the delay and time to first frame come from the
-//! loadgen's summary. A run whose loadgen used more than 90% of its core is
-//! marked invalid: the load generator, not the server, was the bottleneck.
-//! The table is printed and appended to `BENCHMARKS.md`.
+//! For each scenario and server (arcly, nginx with the RTMP module, one
+//! worker) the server runs pinned to core 0 and `arcly-loadgen` pinned to
+//! core 1 publishes a synthetic stream (232 kbit/s or 3 Mbit/s, 30 fps)
+//! and opens the players. After a warm-up, the server's CPU (utime + stime
+//! from `/proc/PID/stat`) is measured over a steady window and its RSS read
+//! from `/proc/PID/status`; the delay and time to first frame come from
+//! the loadgen's summary. A run whose loadgen used more than 90% of its
+//! core is marked invalid: the load generator, not the server, was the
+//! bottleneck. The table is printed and appended to `BENCHMARKS.md`.
 //!
-//! Besides plain fan-out at 100, 500 and 1000 players, two scenarios run at
-//! 500 steady players: churn (200 more players connect per second, each
+//! Besides plain fan-out at 100, 1000 and 5000 players, two scenarios run
+//! at 500 steady players: churn (200 more players connect per second, each
 //! leaving 1 s after its first video frame) and slow consumers (10% of the
 //! players read at half the stream's bit rate). The delay column is the
 //! normal ("fast") players' delay, so it compares directly with the plain
-//! 500-player row.
+//! rows. Two arcly-only rows repeat 1000 players with a 15 ms batch window.
 
 use std::fmt::Write as _;
 use std::net::TcpListener;
@@ -27,20 +27,32 @@ use std::time::{Duration, Instant};
 use crate::Result;
 use crate::workspace::root;
 
-/// One loadgen run: steady players, churn per second, slow fraction.
+/// One loadgen run: stream bit rate, steady players, churn per second,
+/// slow fraction, and for arcly an optional batch window.
 struct Scenario {
+    kbps: u32,
     players: usize,
     churn_per_sec: u32,
     slow_fraction: f64,
+    /// arcly's `rtmp.play_batch_window_ms`; `None` is the default. A
+    /// scenario with a window runs on arcly only.
+    window_ms: Option<u64>,
 }
 
 impl Scenario {
-    const fn plain(players: usize) -> Self {
-        Self { players, churn_per_sec: 0, slow_fraction: 0.0 }
+    const fn plain(kbps: u32, players: usize) -> Self {
+        Self { kbps, players, churn_per_sec: 0, slow_fraction: 0.0, window_ms: None }
     }
 
-    fn label(&self) -> String {
-        let mut l = format!("{} players", self.players);
+    /// What the scenario is, without the server's settings: the key that
+    /// pairs an arcly row with its nginx row.
+    fn load(&self) -> String {
+        let rate = if self.kbps.is_multiple_of(1000) {
+            format!("{} Mbit/s", self.kbps / 1000)
+        } else {
+            format!("{} kbit/s", self.kbps)
+        };
+        let mut l = format!("{} players, {rate}", self.players);
         if self.churn_per_sec > 0 {
             let _ = write!(l, " + churn {}/s", self.churn_per_sec);
         }
@@ -49,35 +61,66 @@ impl Scenario {
         }
         l
     }
+
+    fn label(&self) -> String {
+        match self.window_ms {
+            Some(w) => format!("{}, batch window {w} ms", self.load()),
+            None => self.load(),
+        }
+    }
+
+    fn servers(&self) -> &'static [&'static str] {
+        if self.window_ms.is_some() { &["arcly"] } else { &["arcly", "nginx"] }
+    }
+
+    /// Players connect 1 ms apart; the window starts once all have had
+    /// time to connect and settle.
+    fn warmup(&self) -> Duration {
+        WARMUP + Duration::from_millis(self.players as u64)
+    }
 }
 
 const SCENARIOS: &[Scenario] = &[
-    Scenario::plain(100),
-    Scenario::plain(1000),
-    Scenario::plain(500),
-    Scenario { players: 500, churn_per_sec: 200, slow_fraction: 0.0 },
-    Scenario { players: 500, churn_per_sec: 0, slow_fraction: 0.1 },
+    Scenario::plain(232, 100),
+    Scenario::plain(232, 1000),
+    Scenario::plain(232, 5000),
+    Scenario::plain(3000, 100),
+    Scenario::plain(3000, 1000),
+    Scenario::plain(3000, 5000),
+    Scenario { kbps: 3000, players: 500, churn_per_sec: 200, slow_fraction: 0.0, window_ms: None },
+    Scenario { kbps: 3000, players: 500, churn_per_sec: 0, slow_fraction: 0.1, window_ms: None },
+    // The batch window trades CPU for delay: a short one meets a 20 ms
+    // delay target at a higher cost.
+    Scenario { kbps: 232, players: 1000, churn_per_sec: 0, slow_fraction: 0.0, window_ms: Some(15) },
+    Scenario { kbps: 3000, players: 1000, churn_per_sec: 0, slow_fraction: 0.0, window_ms: Some(15) },
 ];
 const WARMUP: Duration = Duration::from_secs(6);
 const WINDOW: Duration = Duration::from_secs(10);
 /// The loadgen runs past the window by this much, then stops by itself.
 const TAIL: Duration = Duration::from_secs(2);
 const NGINX_MODULE: &str = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
+/// Server CPU above this share of its core: the server was saturated and
+/// the delay figures describe an overload, not the steady state.
+const SATURATED_PCT: f64 = 95.0;
 
 /// `cargo xtask bench <what>`.
-pub(crate) fn run(what: &str) -> Result<()> {
+pub(crate) fn run(what: &str, filter: Option<&str>) -> Result<()> {
     match what {
-        "rtmp" => rtmp(),
+        "rtmp" => rtmp(filter),
         _ => Err(format!("unknown benchmark `{what}` (known: rtmp)").into()),
     }
 }
 
 struct Row {
     label: String,
+    /// [`Scenario::load`], shared by the rows to compare.
+    load: String,
     players: usize,
     server: &'static str,
     cpu_pct: f64,
     rss_mib: f64,
+    /// RSS before the loadgen started (the server idle).
+    idle_rss_mib: f64,
     delay: String,
     ttff: String,
     alive: String,
@@ -89,7 +132,7 @@ struct Row {
     slow: String,
 }
 
-fn rtmp() -> Result<()> {
+fn rtmp(filter: Option<&str>) -> Result<()> {
     let root = root();
     for tool in ["taskset", "nginx"] {
         if Command::new(tool).arg("-h").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
@@ -110,8 +153,12 @@ fn rtmp() -> Result<()> {
     let dir = std::env::temp_dir().join(format!("arcly-bench-rtmp-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let mut rows = Vec::new();
-    for (i, sc) in SCENARIOS.iter().enumerate() {
-        for server in ["arcly", "nginx"] {
+    let chosen: Vec<&Scenario> = SCENARIOS.iter().filter(|sc| filter.is_none_or(|f| sc.label().contains(f))).collect();
+    if chosen.is_empty() {
+        return Err(format!("no scenario matches {filter:?}").into());
+    }
+    for (i, sc) in chosen.into_iter().enumerate() {
+        for &server in sc.servers() {
             let label = sc.label();
             eprintln!("bench: {server}, {label} ...");
             let row = scenario(&root, &dir, server, sc, i, tck.0)?;
@@ -165,12 +212,13 @@ fn pinned(core: u32, argv: &[String], stdout: Stdio, log: &Path) -> Result<Child
         .spawn()?)
 }
 
-fn start_server(root: &Path, dir: &Path, server: &str, port: u16) -> Result<Guard> {
+fn start_server(root: &Path, dir: &Path, server: &str, port: u16, window_ms: Option<u64>) -> Result<Guard> {
     let log = dir.join(format!("{server}.log"));
     let argv: Vec<String> = if server == "arcly" {
         // HLS off (nginx does none here); room for the players.
         let conf = dir.join("arcly.toml");
-        std::fs::write(&conf, "[rtmp]\nmax_connections = 20000\n[hls]\nenabled = false\n")?;
+        let window = window_ms.map(|w| format!("play_batch_window_ms = {w}\n")).unwrap_or_default();
+        std::fs::write(&conf, format!("[rtmp]\nmax_connections = 20000\n{window}[hls]\nenabled = false\n"))?;
         let http = free_port()?;
         let bin = root.join("target/release/arcly");
         vec![
@@ -239,10 +287,11 @@ fn rss_kib(pid: u32) -> Result<f64> {
 fn scenario(root: &Path, dir: &Path, server: &'static str, sc: &Scenario, index: usize, tck: f64) -> Result<Row> {
     let n = sc.players;
     let port = free_port()?;
-    let mut srv = start_server(root, dir, server, port)?;
+    let mut srv = start_server(root, dir, server, port, sc.window_ms)?;
     let pid = srv.0.id();
+    let idle_rss = rss_kib(pid)?;
     let url = format!("rtmp://127.0.0.1:{port}/live/bench");
-    let duration = (WARMUP + WINDOW + TAIL).as_secs();
+    let duration = (sc.warmup() + WINDOW + TAIL).as_secs();
     let loadgen: PathBuf = root.join("target/release/arcly-loadgen");
     let argv: Vec<String> = [
         loadgen.display().to_string().as_str(),
@@ -250,7 +299,7 @@ fn scenario(root: &Path, dir: &Path, server: &'static str, sc: &Scenario, index:
         &url,
         "--synthetic",
         "--bitrate-kbps",
-        "3000",
+        &sc.kbps.to_string(),
         "--fps",
         "30",
         "--gop-frames",
@@ -273,7 +322,7 @@ fn scenario(root: &Path, dir: &Path, server: &'static str, sc: &Scenario, index:
     let lg_log = dir.join(format!("loadgen-{server}-{index}.log"));
     let lg = pinned(1, &argv, Stdio::piped(), &lg_log)?;
     let mut lg = Guard(lg);
-    sleep(WARMUP);
+    sleep(sc.warmup());
     let (c0, t0) = (cpu_ticks(pid)?, Instant::now());
     sleep(WINDOW);
     let (c1, wall) = (cpu_ticks(pid)?, t0.elapsed());
@@ -321,17 +370,24 @@ fn scenario(root: &Path, dir: &Path, server: &'static str, sc: &Scenario, index:
     } else {
         String::new()
     };
+    let cpu_pct = (c1 - c0) as f64 / tck * 100.0 / wall.as_secs_f64();
+    let mut note = format!("loadgen CPU {lg_cpu:.0}%, missing {}", get("missing_fast"));
+    if cpu_pct >= SATURATED_PCT {
+        note.push_str(", server saturated");
+    }
     Ok(Row {
         label: sc.label(),
+        load: sc.load(),
         players: n,
         server,
-        cpu_pct: (c1 - c0) as f64 / tck * 100.0 / wall.as_secs_f64(),
+        cpu_pct,
         rss_mib: rss / 1024.0,
+        idle_rss_mib: idle_rss / 1024.0,
         delay: format!("{} / {}", get("delay_fast_p50_ms"), get("delay_fast_p99_ms")),
         ttff: format!("{} / {}", get("ttff_p50_ms"), get("ttff_p99_ms")),
         alive: format!("{}/{}", get("alive"), n),
         valid,
-        note: format!("loadgen CPU {lg_cpu:.0}%, missing {}", get("missing_fast")),
+        note,
         churn,
         slow,
     })
@@ -341,13 +397,13 @@ fn table(rows: &[Row], tck: &str) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "| scenario | server | CPU % | CPU per 1000 players | CPU arcly/nginx | RSS MiB | RSS per player KiB | \
+        "| scenario | server | CPU % | CPU per 1000 players | CPU arcly/nginx | RSS MiB | RSS per player KiB (beyond idle) | \
          delay p50/p99 ms | TTFF p50/p99 ms | players alive | valid | churn: ok / failed, TTFF p50 / p99 ms | \
          slow players: delay p50 / p99 ms |"
     );
     let _ = writeln!(t, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
-        let nginx = rows.iter().find(|o| o.label == r.label && o.server == "nginx");
+        let nginx = rows.iter().find(|o| o.load == r.load && o.server == "nginx");
         let ratio = match (r.server, nginx) {
             ("arcly", Some(ng)) if ng.cpu_pct > 0.0 => format!("{:.2}", r.cpu_pct / ng.cpu_pct),
             _ => String::new(),
@@ -359,11 +415,11 @@ fn table(rows: &[Row], tck: &str) -> String {
         };
         let _ = writeln!(
             t,
-            "| {}, 3 Mbit/s 30 fps | {} | {cpu} | {per} | {ratio} | {:.1} | {:.1} | {} | {} | {} | {} ({}) | {} | {} |",
+            "| {}, 30 fps | {} | {cpu} | {per} | {ratio} | {:.1} | {:.1} | {} | {} | {} | {} ({}) | {} | {} |",
             r.label,
             r.server,
             r.rss_mib,
-            r.rss_mib * 1024.0 / r.players as f64,
+            (r.rss_mib - r.idle_rss_mib) * 1024.0 / r.players as f64,
             r.delay,
             r.ttff,
             r.alive,
@@ -375,8 +431,12 @@ fn table(rows: &[Row], tck: &str) -> String {
     }
     let _ = writeln!(
         t,
-        "\nServer pinned to core 0, loadgen to core 1; CPU over a {}s window after a {}s warm-up; {tck}. \
-         Delay: publish-to-receive of video frames sent after the player started playing.",
+        "\nServer pinned to core 0, loadgen to core 1; CPU over a {}s window after a warm-up of {}s plus 1 ms \
+         per player; {tck}. A synthetic H.264 + AAC stream, 30 fps, 2 s GOP. RSS per player: (RSS - RSS of the \
+         idle server) / players, so it includes the shared GOP cache. Delay: publish-to-receive of video frames \
+         sent after the player started playing. arcly's batch window is 50 ms unless the scenario names one. \
+         INVALID: the loadgen used more than 90% of its core, so it, not the server, set the pace. Server \
+         saturated: the server's core was busy over {SATURATED_PCT}% of the window.",
         WINDOW.as_secs(),
         WARMUP.as_secs()
     );

@@ -20,9 +20,12 @@ const USAGE: &str = "\
 Usage: cargo xtask <command>
 
 Commands:
-  bench rtmp
-          RTMP fan-out of arcly against nginx-rtmp (100 and 1000
-          players); appends the table to BENCHMARKS.md
+  bench rtmp [FILTER]
+          RTMP fan-out of arcly against nginx-rtmp: 232 kbit/s and
+          3 Mbit/s streams to 100, 1000 and 5000 players, churn, slow
+          players, a short batch window; appends the table to
+          BENCHMARKS.md. FILTER runs only the scenarios whose label
+          contains it (e.g. '1000 players, 232 kbit/s')
   ci      run every CI check in order, stopping at the first failure:
           fmt, clippy, features, peers, tests, loom, docs,
           deny, fuzz
@@ -37,7 +40,8 @@ fn main() -> ExitCode {
             print!("{USAGE}");
             Ok(())
         }
-        ["bench", what] => bench::run(what),
+        ["bench", what] => bench::run(what, None),
+        ["bench", what, filter] => bench::run(what, Some(filter)),
         ["ci"] => ci::run(),
         _ => Err(format!("unknown command `{}`\n\n{USAGE}", args.join(" ")).into()),
     };
