@@ -78,6 +78,43 @@ pub struct PlaylistRequest {
     pub skip: bool,
 }
 
+impl PlaylistRequest {
+    /// The delivery directives among a request's query parameters, given as
+    /// decoded `(name, value)` pairs; of repeated names the last counts.
+    /// `_HLS_msn` and `_HLS_part` are decimal numbers; `_HLS_skip` is `YES`
+    /// or `v2` (a delta update) or `NO`. Other parameters are ignored. A
+    /// malformed directive is [`HlsError::BadRequest`].
+    ///
+    /// ```
+    /// use arcly_hls::PlaylistRequest;
+    /// let req = PlaylistRequest::from_query([("_HLS_msn", "12"), ("_HLS_part", "3"), ("token", "x")]).unwrap();
+    /// assert_eq!(req, PlaylistRequest { msn: Some(12), part: Some(3), skip: false });
+    /// assert!(PlaylistRequest::from_query([("_HLS_skip", "maybe")]).is_err());
+    /// ```
+    pub fn from_query<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, HlsError> {
+        let (mut msn, mut part, mut skip) = (None, None, None);
+        for (name, value) in params {
+            match name {
+                "_HLS_msn" => msn = Some(value),
+                "_HLS_part" => part = Some(value),
+                "_HLS_skip" => skip = Some(value),
+                _ => {}
+            }
+        }
+        let number = |name: &str, value: Option<&str>| {
+            value
+                .map(|v| v.parse().map_err(|_| HlsError::BadRequest(format!("{name}={v:?} is not a number"))))
+                .transpose()
+        };
+        let skip = match skip {
+            None | Some("NO") => false,
+            Some("YES" | "v2") => true,
+            Some(other) => return Err(HlsError::BadRequest(format!("_HLS_skip={other:?} is not YES or v2"))),
+        };
+        Ok(Self { msn: number("_HLS_msn", msn)?, part: number("_HLS_part", part)?, skip })
+    }
+}
+
 /// One stream's packager and its change notification.
 #[derive(Debug)]
 struct Entry {
@@ -449,4 +486,26 @@ fn seg_msn(name: &str) -> Option<u64> {
     let name = name.strip_prefix("ts/").unwrap_or(name);
     let rest = name.strip_prefix("seg")?;
     rest.split('.').next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_directives() {
+        assert_eq!(PlaylistRequest::from_query([]).unwrap(), PlaylistRequest::default());
+        let r = PlaylistRequest::from_query([("_HLS_msn", "12"), ("_HLS_part", "3"), ("_HLS_skip", "YES")]).unwrap();
+        assert_eq!(r, PlaylistRequest { msn: Some(12), part: Some(3), skip: true });
+        assert!(!PlaylistRequest::from_query([("_HLS_skip", "v2"), ("_HLS_skip", "NO")]).unwrap().skip);
+        let e = PlaylistRequest::from_query([("_HLS_msn", "x")]).unwrap_err();
+        assert!(matches!(&e, HlsError::BadRequest(why) if why.contains("_HLS_msn")), "{e}");
+        assert_eq!(e.status_code(), 400);
+        assert!(PlaylistRequest::from_query([("_HLS_part", "-1")]).is_err());
+        assert!(PlaylistRequest::from_query([("_HLS_skip", "maybe")]).is_err());
+        assert_eq!(
+            PlaylistRequest::from_query([("token", "abc"), ("_hls_msn", "x")]).unwrap(),
+            PlaylistRequest::default()
+        );
+    }
 }

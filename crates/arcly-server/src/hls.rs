@@ -135,27 +135,14 @@ async fn playlist(
     kind: PlaylistKind,
     params: &HashMap<String, String>,
 ) -> Response {
-    let req = match playlist_request(params) {
+    let req = match PlaylistRequest::from_query(params.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
         Ok(r) => r,
-        Err(why) => return error(StatusCode::BAD_REQUEST, why),
+        Err(e) => return hls_error(&e),
     };
     match hls.playlist(id, kind, req).await {
         Ok(text) => text_response(text, if req.msn.is_some() { BLOCKING_CACHE } else { NO_CACHE }),
         Err(e) => hls_error(&e),
     }
-}
-
-/// The LL-HLS delivery directives of the query string.
-fn playlist_request(params: &HashMap<String, String>) -> Result<PlaylistRequest, String> {
-    let number = |name: &str| -> Result<Option<u64>, String> {
-        params.get(name).map(|v| v.parse().map_err(|_| format!("{name}={v:?} is not a number"))).transpose()
-    };
-    let skip = match params.get("_HLS_skip").map(String::as_str) {
-        None | Some("NO") => false,
-        Some("YES" | "v2") => true,
-        Some(other) => return Err(format!("_HLS_skip={other:?} is not YES or v2")),
-    };
-    Ok(PlaylistRequest { msn: number("_HLS_msn")?, part: number("_HLS_part")?, skip })
 }
 
 fn hls_error(e: &HlsError) -> Response {
@@ -190,21 +177,6 @@ impl futures_core::Stream for Parts {
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         (0, Some(self.0.len()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn delivery_directives() {
-        let q = |s: &[(&str, &str)]| s.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        assert_eq!(playlist_request(&q(&[])).unwrap(), PlaylistRequest::default());
-        let r = playlist_request(&q(&[("_HLS_msn", "12"), ("_HLS_part", "3"), ("_HLS_skip", "YES")])).unwrap();
-        assert_eq!(r, PlaylistRequest { msn: Some(12), part: Some(3), skip: true });
-        assert!(playlist_request(&q(&[("_HLS_msn", "x")])).unwrap_err().contains("_HLS_msn"));
-        assert!(playlist_request(&q(&[("_HLS_skip", "maybe")])).is_err());
     }
 }
 
