@@ -345,6 +345,10 @@ struct OutState {
     fmt: u8,
 }
 
+/// Header bytes the encoder allocates at a time: a few dozen headers, as
+/// every player has one encoder.
+const SCRATCH: usize = 512;
+
 /// Cuts messages into chunks. See the [module docs](self).
 #[derive(Debug)]
 pub struct ChunkEncoder {
@@ -426,7 +430,7 @@ impl ChunkEncoder {
         let ts_field = if fmt == 0 { timestamp } else { delta };
         let extended = ts_field >= EXTENDED;
         if self.scratch.capacity() < 64 {
-            self.scratch.reserve(4096);
+            self.scratch.reserve(SCRATCH);
         }
         self.basic_header(fmt, csid);
         if fmt < 3 {
@@ -456,7 +460,7 @@ impl ChunkEncoder {
             while off < part.len() && written < length as usize {
                 if left_in_chunk == 0 {
                     if self.scratch.capacity() < 16 {
-                        self.scratch.reserve(4096);
+                        self.scratch.reserve(SCRATCH);
                     }
                     self.basic_header(3, csid);
                     if extended {

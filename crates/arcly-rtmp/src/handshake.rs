@@ -192,6 +192,10 @@ impl ServerHandshake {
                 _ => self.state = ServerState::Done,
             }
             self.buf.clear();
+            if self.state == ServerState::Done {
+                // A connection lives for hours after its handshake.
+                self.buf = Vec::new();
+            }
         }
         Ok(used)
     }

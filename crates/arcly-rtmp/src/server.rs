@@ -179,7 +179,9 @@ impl Connection {
     }
 
     async fn run(&mut self, shutdown: CancellationToken) -> Outcome {
-        let mut buf = BytesMut::with_capacity(self.config.read_buffer);
+        // Players send little after the start: a full-size buffer per
+        // player would be most of its memory. It grows once publishing.
+        let mut buf = BytesMut::with_capacity(SMALL_READ_BUFFER.min(self.config.read_buffer));
         let mut player: Option<Player> = None;
         let mut pacer: Option<Pacer> = None;
         let mut batch = Batch::new();
@@ -213,8 +215,13 @@ impl Connection {
                     }
                     self.session.handle_input(&buf, Instant::now()).map_err(|e| format!("protocol error: {e}"))?;
                     buf.clear();
-                    if buf.capacity() < self.config.read_buffer / 2 {
-                        buf.reserve(self.config.read_buffer);
+                    let want = if self.publisher.is_some() {
+                        self.config.read_buffer
+                    } else {
+                        SMALL_READ_BUFFER.min(self.config.read_buffer)
+                    };
+                    if buf.capacity() < want / 2 {
+                        buf.reserve(want);
                     }
                     self.events(&mut player, &mut pacer).await?;
                     self.flush().await?;
@@ -282,7 +289,7 @@ impl Connection {
         // to wait needs the timer that catches a peer not reading.
         match try_write_parts(&self.socket, &mut self.out) {
             Ok(true) => {
-                self.out.clear();
+                self.clear_out();
                 return Ok(String::new());
             }
             Ok(false) => {}
@@ -293,7 +300,7 @@ impl Connection {
             d => d,
         };
         let result = tokio::time::timeout(limit, write_parts(&mut self.socket, &mut self.out)).await;
-        self.out.clear();
+        self.clear_out();
         match result {
             Ok(Ok(())) => Ok(String::new()),
             Ok(Err(e)) => Err(format!("write failed: {e}")),
@@ -301,11 +308,21 @@ impl Connection {
         }
     }
 
+    /// Empties the write queue, giving back the room a burst (a joining
+    /// player's cached GOP) took.
+    fn clear_out(&mut self) {
+        self.out.clear();
+        if self.out.capacity() > KEEP_PARTS {
+            self.out.shrink_to(KEEP_PARTS);
+        }
+    }
+
     /// Refuses and closes gracefully: the peer gets to read the refusal.
     async fn refuse(&mut self, why: String) -> Outcome {
         self.flush().await?;
         let _ = self.socket.shutdown().await;
-        let mut sink = [0u8; 4096];
+        // On the heap: an array here would sit in every connection's task.
+        let mut sink = vec![0u8; 4096];
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             while matches!(self.socket.read(&mut sink).await, Ok(n) if n > 0) {}
         })
@@ -445,6 +462,12 @@ async fn tick(pacer: &mut Option<Pacer>) {
     }
 }
 
+/// Output parts the write queue keeps room for between bursts.
+const KEEP_PARTS: usize = 16;
+
+/// Read buffer of a connection that does not publish.
+const SMALL_READ_BUFFER: usize = 1 << 10;
+
 /// Parts per vectored write (Linux accepts up to 1024).
 const IOV_MAX: usize = 256;
 
@@ -493,14 +516,15 @@ fn try_write_parts(socket: &TcpStream, parts: &mut Vec<Bytes>) -> io::Result<boo
     Ok(parts.is_empty())
 }
 
-/// Writes every part with vectored writes; parts are consumed.
+/// Writes every part with vectored writes; parts are consumed. The slow
+/// path: its slices go on the heap, as an array here would be held in
+/// every connection's task for its whole life.
 async fn write_parts(socket: &mut TcpStream, parts: &mut Vec<Bytes>) -> io::Result<()> {
     parts.retain(|b| !b.is_empty());
     let mut i = 0;
     while i < parts.len() {
-        let mut slices = [IoSlice::new(&[]); IOV_MAX];
-        let k = gather(&parts[i..], &mut slices);
-        let n = socket.write_vectored(&slices[..k]).await?;
+        let slices: Vec<IoSlice<'_>> = parts[i..].iter().take(IOV_MAX).map(|b| IoSlice::new(b)).collect();
+        let n = socket.write_vectored(&slices).await?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }

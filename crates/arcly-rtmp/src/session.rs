@@ -36,6 +36,8 @@ const CSID_AUDIO: u32 = 6;
 const CSID_VIDEO: u32 = 7;
 const FLV_TAG_HEADER_LEN: usize = 11;
 
+/// Output parts a queue keeps room for between bursts.
+const KEEP_PARTS: usize = 16;
 /// The most FLV tags one aggregate message may hold; more is a protocol
 /// error (each tag becomes an event, so a 16 MiB aggregate of tiny tags
 /// would queue a million of them).
@@ -308,6 +310,14 @@ impl ServerSession {
     pub fn drain_transmit(&mut self, out: &mut Vec<Bytes>) {
         out.extend(self.out.drain(..));
         self.queued = 0;
+        // A joining player's cached GOP queues thousands of parts once; a
+        // queue kept at that size would be most of an idle player's memory.
+        if self.out.capacity() > KEEP_PARTS {
+            self.out.shrink_to(KEEP_PARTS);
+        }
+        if self.parts.capacity() > KEEP_PARTS {
+            self.parts.shrink_to(KEEP_PARTS);
+        }
     }
 
     /// Bytes queued for sending.
