@@ -115,6 +115,9 @@ struct Row {
     label: String,
     /// [`Scenario::load`], shared by the rows to compare.
     load: String,
+    kbps: u32,
+    /// No churn, no slow players, default window: comparable by player count.
+    plain: bool,
     players: usize,
     server: &'static str,
     cpu_pct: f64,
@@ -378,6 +381,8 @@ fn scenario(root: &Path, dir: &Path, server: &'static str, sc: &Scenario, index:
     Ok(Row {
         label: sc.label(),
         load: sc.load(),
+        kbps: sc.kbps,
+        plain: sc.churn_per_sec == 0 && sc.slow_fraction == 0.0 && sc.window_ms.is_none(),
         players: n,
         server,
         cpu_pct,
@@ -397,17 +402,26 @@ fn table(rows: &[Row], tck: &str) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "| scenario | server | CPU % | CPU per 1000 players | CPU arcly/nginx | RSS MiB | RSS per player KiB (beyond idle) | \
+        "| scenario | server | CPU % | CPU per 1000 players | CPU arcly/nginx | RSS MiB | RSS per player KiB (beyond idle) | RSS per added player KiB | \
          delay p50/p99 ms | TTFF p50/p99 ms | players alive | valid | churn: ok / failed, TTFF p50 / p99 ms | \
          slow players: delay p50 / p99 ms |"
     );
-    let _ = writeln!(t, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(t, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let nginx = rows.iter().find(|o| o.load == r.load && o.server == "nginx");
         let ratio = match (r.server, nginx) {
             ("arcly", Some(ng)) if ng.cpu_pct > 0.0 => format!("{:.2}", r.cpu_pct / ng.cpu_pct),
             _ => String::new(),
         };
+        // The slope between two plain runs of the same stream: what one
+        // more player costs, without the shared GOP cache and buffers.
+        let smaller = rows
+            .iter()
+            .filter(|o| o.plain && r.plain && o.server == r.server && o.kbps == r.kbps && o.players < r.players)
+            .max_by_key(|o| o.players);
+        let added = smaller.map_or(String::new(), |o| {
+            format!("{:.1}", (r.rss_mib - o.rss_mib) * 1024.0 / (r.players - o.players) as f64)
+        });
         let (cpu, per) = if r.valid {
             (format!("{:.1}", r.cpu_pct), format!("{:.1}", r.cpu_pct * 1000.0 / r.players as f64))
         } else {
@@ -415,7 +429,7 @@ fn table(rows: &[Row], tck: &str) -> String {
         };
         let _ = writeln!(
             t,
-            "| {}, 30 fps | {} | {cpu} | {per} | {ratio} | {:.1} | {:.1} | {} | {} | {} | {} ({}) | {} | {} |",
+            "| {}, 30 fps | {} | {cpu} | {per} | {ratio} | {:.1} | {:.1} | {added} | {} | {} | {} | {} ({}) | {} | {} |",
             r.label,
             r.server,
             r.rss_mib,
@@ -433,7 +447,8 @@ fn table(rows: &[Row], tck: &str) -> String {
         t,
         "\nServer pinned to core 0, loadgen to core 1; CPU over a {}s window after a warm-up of {}s plus 1 ms \
          per player; {tck}. A synthetic H.264 + AAC stream, 30 fps, 2 s GOP. RSS per player: (RSS - RSS of the \
-         idle server) / players, so it includes the shared GOP cache. Delay: publish-to-receive of video frames \
+         idle server) / players, so it includes the shared GOP cache; per added player: the RSS difference to the \
+         run with the next smaller player count of the same stream, divided by the added players. Delay: publish-to-receive of video frames \
          sent after the player started playing. arcly's batch window is 50 ms unless the scenario names one. \
          INVALID: the loadgen used more than 90% of its core, so it, not the server, set the pace. Server \
          saturated: the server's core was busy over {SATURATED_PCT}% of the window.",
