@@ -384,6 +384,14 @@ impl ChunkEncoder {
         self.chunk_size = size as usize;
     }
 
+    /// Makes room for `n` more scratch bytes, allocating [`SCRATCH`] at a
+    /// time.
+    fn room(&mut self, n: usize) {
+        if self.scratch.capacity() - self.scratch.len() < n {
+            self.scratch.reserve(n.max(SCRATCH));
+        }
+    }
+
     fn basic_header(&mut self, fmt: u8, csid: u32) {
         let fmt = fmt << 6;
         match csid {
@@ -411,9 +419,66 @@ impl ChunkEncoder {
         parts: &[Bytes],
         out: &mut Vec<Bytes>,
     ) {
-        let length = parts.iter().map(Bytes::len).sum::<usize>().min(0xff_ffff) as u32;
-        let slot = self.streams.iter().position(|(id, _)| *id == csid);
-        let prev = slot.map(|i| self.streams[i].1);
+        let length = parts.iter().map(Bytes::len).sum::<usize>();
+        let mut body = BodyWriter::start(self, csid, type_id, stream_id, timestamp, length);
+        for part in parts {
+            body.share(part, out);
+        }
+        body.finish(out);
+    }
+
+    /// Like [`write`](Self::write) for a body of `head` then `payload`,
+    /// with `head` copied next to the chunk header: a media message then
+    /// goes out as one small header part and the payload, with no buffer
+    /// of its own for the few bytes of its codec header.
+    ///
+    /// ```
+    /// use arcly_rtmp::chunk::ChunkEncoder;
+    /// use bytes::Bytes;
+    /// let payload = Bytes::from_static(b"frame");
+    /// let mut out = Vec::new();
+    /// ChunkEncoder::new().write_with_head(6, 9, 1, 0, &[0x17, 1, 0, 0, 0], &payload, &mut out);
+    /// assert_eq!(out.len(), 2);
+    /// assert_eq!(&out[0][12..], &[0x17, 1, 0, 0, 0]); // after the 12-byte type 0 header
+    /// assert_eq!(out[1], payload);
+    /// ```
+    #[expect(clippy::too_many_arguments, reason = "the arguments of `write`, with the body in two pieces")]
+    pub fn write_with_head(
+        &mut self,
+        csid: u32,
+        type_id: u8,
+        stream_id: u32,
+        timestamp: u32,
+        head: &[u8],
+        payload: &Bytes,
+        out: &mut Vec<Bytes>,
+    ) {
+        let mut body = BodyWriter::start(self, csid, type_id, stream_id, timestamp, head.len() + payload.len());
+        body.copy(head);
+        body.share(payload, out);
+        body.finish(out);
+    }
+}
+
+/// One message's body being cut into chunks: bytes go either into the
+/// encoder's scratch (copied, next to the chunk headers) or onto `out` as
+/// slices of the caller's buffers.
+struct BodyWriter<'a> {
+    enc: &'a mut ChunkEncoder,
+    csid: u32,
+    /// The extended timestamp each continuation header repeats.
+    extended: Option<u32>,
+    length: usize,
+    written: usize,
+    left_in_chunk: usize,
+}
+
+impl<'a> BodyWriter<'a> {
+    /// Writes the first chunk's header into the scratch.
+    fn start(enc: &'a mut ChunkEncoder, csid: u32, type_id: u8, stream_id: u32, timestamp: u32, length: usize) -> Self {
+        let length = length.min(0xff_ffff) as u32;
+        let slot = enc.streams.iter().position(|(id, _)| *id == csid);
+        let prev = slot.map(|i| enc.streams[i].1);
         let (fmt, delta) = match prev {
             Some(p) if p.stream_id == stream_id && timestamp >= p.timestamp => {
                 let delta = timestamp - p.timestamp;
@@ -429,53 +494,79 @@ impl ChunkEncoder {
         };
         let ts_field = if fmt == 0 { timestamp } else { delta };
         let extended = ts_field >= EXTENDED;
-        if self.scratch.capacity() < 64 {
-            self.scratch.reserve(SCRATCH);
-        }
-        self.basic_header(fmt, csid);
+        enc.room(32);
+        enc.basic_header(fmt, csid);
         if fmt < 3 {
-            self.scratch.put_uint(u64::from(ts_field.min(EXTENDED)), 3);
+            enc.scratch.put_uint(u64::from(ts_field.min(EXTENDED)), 3);
         }
         if fmt < 2 {
-            self.scratch.put_uint(u64::from(length), 3);
-            self.scratch.put_u8(type_id);
+            enc.scratch.put_uint(u64::from(length), 3);
+            enc.scratch.put_u8(type_id);
         }
         if fmt == 0 {
-            self.scratch.put_u32_le(stream_id);
+            enc.scratch.put_u32_le(stream_id);
         }
         if extended {
-            self.scratch.put_u32(ts_field);
+            enc.scratch.put_u32(ts_field);
         }
         let header_fmt = if fmt == 3 { prev.map_or(0, |p| p.fmt) } else { fmt };
         let state = OutState { timestamp, delta, length, type_id, stream_id, fmt: header_fmt };
         match slot {
-            Some(i) => self.streams[i].1 = state,
-            None => self.streams.push((csid, state)),
+            Some(i) => enc.streams[i].1 = state,
+            None => enc.streams.push((csid, state)),
         }
-        out.push(self.scratch.split().freeze());
-        let mut left_in_chunk = self.chunk_size;
-        let mut written = 0usize;
-        for part in parts {
-            let mut off = 0;
-            while off < part.len() && written < length as usize {
-                if left_in_chunk == 0 {
-                    if self.scratch.capacity() < 16 {
-                        self.scratch.reserve(SCRATCH);
-                    }
-                    self.basic_header(3, csid);
-                    if extended {
-                        self.scratch.put_u32(ts_field);
-                    }
-                    out.push(self.scratch.split().freeze());
-                    left_in_chunk = self.chunk_size;
-                }
-                let n = left_in_chunk.min(part.len() - off).min(length as usize - written);
-                out.push(part.slice(off..off + n));
-                off += n;
-                written += n;
-                left_in_chunk -= n;
+        let left_in_chunk = enc.chunk_size;
+        Self { enc, csid, extended: extended.then_some(ts_field), length: length as usize, written: 0, left_in_chunk }
+    }
+
+    /// Starts a continuation chunk (type 3) if the current one is full;
+    /// returns how many more body bytes fit in the current chunk.
+    fn next_chunk(&mut self) -> usize {
+        if self.left_in_chunk == 0 {
+            self.enc.room(16);
+            self.enc.basic_header(3, self.csid);
+            if let Some(ts) = self.extended {
+                self.enc.scratch.put_u32(ts);
             }
+            self.left_in_chunk = self.enc.chunk_size;
         }
+        self.left_in_chunk
+    }
+
+    /// Copies `bytes` into the scratch as body bytes.
+    fn copy(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() && self.written < self.length {
+            let n = self.next_chunk().min(bytes.len()).min(self.length - self.written);
+            self.enc.room(n);
+            self.enc.scratch.put_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            self.written += n;
+            self.left_in_chunk -= n;
+        }
+    }
+
+    /// Adds `part` as slices of itself, after whatever the scratch holds.
+    fn share(&mut self, part: &Bytes, out: &mut Vec<Bytes>) {
+        let mut off = 0;
+        while off < part.len() && self.written < self.length {
+            let n = self.next_chunk().min(part.len() - off).min(self.length - self.written);
+            self.flush(out);
+            out.push(part.slice(off..off + n));
+            off += n;
+            self.written += n;
+            self.left_in_chunk -= n;
+        }
+    }
+
+    /// Moves the scratch's pending bytes onto `out` as one part.
+    fn flush(&mut self, out: &mut Vec<Bytes>) {
+        if !self.enc.scratch.is_empty() {
+            out.push(self.enc.scratch.split().freeze());
+        }
+    }
+
+    fn finish(mut self, out: &mut Vec<Bytes>) {
+        self.flush(out);
     }
 }
 

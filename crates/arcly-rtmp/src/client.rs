@@ -25,7 +25,7 @@ use arcly_core::identity::StreamId;
 use arcly_core::inbound::IngestContext;
 use arcly_core::{ProtocolError, ProtocolErrorKind, StreamError};
 use arcly_mux::amf0::Amf0Value;
-use arcly_mux::flv::{self, FlvWriter};
+use arcly_mux::flv::{self, FlvWriter, TagType};
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -324,22 +324,22 @@ impl ClientSession {
         if !(self.mode == ClientMode::Publish && self.state == ClientState::Active) {
             return Err(err(ProtocolErrorKind::UnexpectedMessage, "not publishing"));
         }
-        let [head, payload, _] = self.writer.write_frame_parts(frame)?;
-        let (type_id, csid) = match head.first() {
-            Some(8) => (types::AUDIO, 6),
-            Some(9) => (types::VIDEO, 7),
-            _ => (types::DATA_AMF0, 5),
+        let prefix = self.writer.tag_prefix(frame)?;
+        let (type_id, csid) = match prefix.tag_type() {
+            TagType::Audio => (types::AUDIO, 6),
+            TagType::Video => (types::VIDEO, 7),
+            TagType::Script => (types::DATA_AMF0, 5),
         };
         let ts = (frame.dts_in(Timebase::MILLIS) & 0xffff_ffff) as u32;
-        let codec_header = head.slice(11.min(head.len())..);
-        let len = codec_header.len() + payload.len();
+        let codec_header = prefix.codec_header();
+        let len = codec_header.len() + frame.payload.len();
         if len > MAX_MESSAGE_BODY {
             return Err(err(
                 ProtocolErrorKind::TooLarge,
                 format!("{} frame of {len} bytes exceeds the RTMP message limit of {MAX_MESSAGE_BODY}", frame.codec),
             ));
         }
-        self.encoder.write(csid, type_id, self.stream_id, ts, &[codec_header, payload], &mut self.parts);
+        self.encoder.write_with_head(csid, type_id, self.stream_id, ts, codec_header, &frame.payload, &mut self.parts);
         self.out.extend(self.parts.drain(..));
         Ok(())
     }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use arcly_core::frame::{FrameType, MediaFrame, Timebase};
 use arcly_core::{ProtocolError, ProtocolErrorKind};
 use arcly_mux::amf0::Amf0Value;
-use arcly_mux::flv::{self, FlvWriter};
+use arcly_mux::flv::{self, FlvWriter, TagType};
 use bytes::Bytes;
 
 use crate::PROTOCOL;
@@ -735,24 +735,24 @@ impl ServerSession {
             self.failed = Some(e.clone());
             return Err(e);
         }
-        let [head, payload, _] = self.writer.write_frame_parts(frame)?;
-        let (type_id, csid) = match head.first() {
-            Some(8) => (types::AUDIO, CSID_AUDIO),
-            Some(9) => (types::VIDEO, CSID_VIDEO),
-            _ => (types::DATA_AMF0, CSID_DATA),
+        let prefix = self.writer.tag_prefix(frame)?;
+        let (type_id, csid) = match prefix.tag_type() {
+            TagType::Audio => (types::AUDIO, CSID_AUDIO),
+            TagType::Video => (types::VIDEO, CSID_VIDEO),
+            TagType::Script => (types::DATA_AMF0, CSID_DATA),
         };
         let ts = (frame.dts_in(Timebase::MILLIS) & 0xffff_ffff) as u32;
-        let codec_header = head.slice(FLV_TAG_HEADER_LEN.min(head.len())..);
+        let codec_header = prefix.codec_header();
         // RTMP lengths are 24 bits: the encoder would cut a larger body and
         // corrupt the stream.
-        let len = codec_header.len() + payload.len();
+        let len = codec_header.len() + frame.payload.len();
         if len > MAX_MESSAGE_BODY {
             return Err(err(
                 ProtocolErrorKind::TooLarge,
                 format!("{} frame of {len} bytes exceeds the RTMP message limit of {MAX_MESSAGE_BODY}", frame.codec),
             ));
         }
-        self.encoder.write(csid, type_id, stream_id, ts, &[codec_header, payload], &mut self.parts);
+        self.encoder.write_with_head(csid, type_id, stream_id, ts, codec_header, &frame.payload, &mut self.parts);
         self.flush_parts();
         Ok(())
     }

@@ -78,7 +78,7 @@ use bytes::Bytes;
 
 pub use body::{parse_audio, parse_script, parse_script_frame, parse_video};
 pub use reader::FlvReader;
-pub use writer::FlvWriter;
+pub use writer::{FlvWriter, TagPrefix};
 
 /// The protocol name in errors from this module.
 pub const PROTOCOL: &str = "flv";

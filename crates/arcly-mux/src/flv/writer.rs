@@ -55,15 +55,32 @@ pub struct FlvWriter {
     _private: (),
 }
 
-/// A tag's header bytes: tag header plus audio/video tag header.
-struct Prefix {
+/// The bytes of a tag before its payload: the 11-byte tag header and the
+/// audio/video tag header (codec header). From [`FlvWriter::tag_prefix`],
+/// for writers that put these few bytes next to their own headers instead
+/// of in a buffer of their own (RTMP's chunk headers).
+#[derive(Clone, Copy, Debug)]
+pub struct TagPrefix {
     bytes: [u8; TAG_HEADER_LEN + MAX_CODEC_HEADER_LEN],
     len: usize,
+    tag_type: TagType,
 }
 
-impl Prefix {
-    fn as_slice(&self) -> &[u8] {
+impl TagPrefix {
+    /// The whole prefix: tag header then codec header.
+    pub fn as_slice(&self) -> &[u8] {
         &self.bytes[..self.len]
+    }
+
+    /// The codec header alone: what precedes the payload in an RTMP
+    /// message body.
+    pub fn codec_header(&self) -> &[u8] {
+        &self.bytes[TAG_HEADER_LEN..self.len]
+    }
+
+    /// The tag's type.
+    pub fn tag_type(&self) -> TagType {
+        self.tag_type
     }
 }
 
@@ -125,7 +142,24 @@ impl FlvWriter {
         Ok([head, frame.payload.clone(), small.freeze()])
     }
 
-    fn prefix(&mut self, frame: &MediaFrame) -> Result<Prefix, ProtocolError> {
+    /// The tag's bytes before the payload, without allocating; errors as
+    /// [`write_frame`](Self::write_frame).
+    ///
+    /// ```
+    /// use arcly_core::frame::{CodecId, FrameFlags, MediaFrame, Timebase};
+    /// use arcly_mux::flv::{FlvWriter, TagType};
+    /// let frame = MediaFrame::new(CodecId::H264, bytes::Bytes::from_static(&[0; 4]))
+    ///     .with_timestamps(40, 40, Timebase::MILLIS)
+    ///     .with_flags(FrameFlags::KEYFRAME);
+    /// let prefix = FlvWriter::new().tag_prefix(&frame).unwrap();
+    /// assert_eq!(prefix.tag_type(), TagType::Video);
+    /// assert_eq!(prefix.codec_header(), &[0x17, 1, 0, 0, 0]); // keyframe, AVC NALU, cts 0
+    /// ```
+    pub fn tag_prefix(&mut self, frame: &MediaFrame) -> Result<TagPrefix, ProtocolError> {
+        self.prefix(frame)
+    }
+
+    fn prefix(&mut self, frame: &MediaFrame) -> Result<TagPrefix, ProtocolError> {
         let mut codec = [0u8; MAX_CODEC_HEADER_LEN];
         let config = frame.is_config();
         let video_frame_type = if config || frame.is_keyframe() { FRAME_KEY } else { FRAME_INTER };
@@ -219,7 +253,7 @@ impl FlvWriter {
             0,
         ]);
         bytes[TAG_HEADER_LEN..TAG_HEADER_LEN + codec_len].copy_from_slice(&codec[..codec_len]);
-        Ok(Prefix { bytes, len: TAG_HEADER_LEN + codec_len })
+        Ok(TagPrefix { bytes, len: TAG_HEADER_LEN + codec_len, tag_type })
     }
 }
 
