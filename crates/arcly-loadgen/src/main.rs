@@ -1,16 +1,22 @@
 //! `arcly-loadgen`: a load generator for live-media servers.
 //!
 //! One process publishes a stream over RTMP (a looped FLV file or a synthetic
-//! stream, in real time) and opens many RTMP or HTTP-FLV players. Because the
-//! publisher and the players share the process, the publisher records the
-//! wall-clock instant each video frame was sent (keyed by its timestamp in
-//! milliseconds) and the players compute the publish-to-receive delay of every
-//! video frame they receive.
+//! stream, in real time) and opens many RTMP, HTTP-FLV or LL-HLS players.
+//! Because the publisher and the players share the process, the publisher
+//! records the wall-clock instant each video frame was sent (keyed by its
+//! timestamp in milliseconds) and the players compute the publish-to-receive
+//! delay of every video frame they receive.
 //!
 //! Everything runs on one `current_thread` runtime: per-connection state is a
 //! socket, a protocol session and a few counters; all players share one read
 //! buffer. It prints one line per second and a summary at the end; the last
 //! line (`summary key=value ...`) is meant for scripts.
+//!
+//! LL-HLS (`--play http://.../index.m3u8`, see [`hls`]): each player is a
+//! low-latency HLS client on one keep-alive HTTP/1.1 connection (blocking
+//! playlist reloads, then parts), which parses every part's `moof` into
+//! frames ([`fmp4`]). A frame counts as received when the response of the
+//! part holding it is complete.
 //!
 //! Churn (`--churn-per-sec R`): besides the `--players` steady players, R new
 //! players connect per second; each leaves 1 s after its first video frame
@@ -25,6 +31,10 @@
 //! `delay_fast_*`), with how many were disconnected by the server.
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod fmp4;
+mod hls;
+mod http;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -43,7 +53,11 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::LocalSet;
 use tokio::time::Instant as TokioInstant;
 
-/// Load generator: an RTMP publisher and many RTMP or HTTP-FLV players.
+use crate::hls::HlsTarget;
+use crate::http::{Body, ChunkDecoder};
+
+/// Load generator: an RTMP publisher and many RTMP, HTTP-FLV or LL-HLS
+/// players.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
@@ -62,10 +76,15 @@ struct Args {
     /// Synthetic frames per second.
     #[arg(long, default_value_t = 30)]
     fps: u32,
-    /// Synthetic frames per GOP (keyframes are ten times a delta frame).
+    /// Synthetic frames per GOP (keyframes are ten times a delta frame). HLS
+    /// segments close at keyframes: keep a GOP within the server's segment
+    /// target (2 s on arcly) for LL-HLS players.
     #[arg(long, default_value_t = 60)]
     gop_frames: u32,
-    /// Play this URL: `rtmp://host:port/app/key` or `http://host:port/path.flv`.
+    /// Play this URL: `rtmp://host:port/app/key` (RTMP),
+    /// `http://host:port/path.flv` (HTTP-FLV) or `http://host:port/path.m3u8`
+    /// (LL-HLS: blocking playlist reloads, parts parsed to frames; on arcly,
+    /// `/live/{app}/{key}/index.m3u8`).
     #[arg(long, value_name = "URL")]
     play: Option<String>,
     /// Number of players.
@@ -113,6 +132,9 @@ struct Stats {
     /// after they started playing.
     fast_disconnected: usize,
     slow_disconnected: usize,
+    /// Of those, the ones that ended with an error (a reset, a malformed or
+    /// refused response).
+    errors: usize,
     churn_started: usize,
     churn_ok: usize,
     churn_failed: usize,
@@ -219,7 +241,10 @@ async fn run(args: Args) -> i32 {
         let target = match PlayTarget::parse(url) {
             Some(t) => Rc::new(t),
             None => {
-                eprintln!("error: --play: expected rtmp://host[:port]/app/key or http://host[:port]/path");
+                eprintln!(
+                    "error: --play: expected rtmp://host[:port]/app/key, http://host[:port]/path.flv or \
+                     http://host[:port]/path.m3u8"
+                );
                 return 2;
             }
         };
@@ -323,11 +348,12 @@ fn summary(args: &Args, st: &Stats, cpu_pct: f64) {
     println!("--- summary ---");
     println!(
         "players: {} alive at the end, {} connected (reached play), {} failed, {} disconnected by the server \
-         after playing{}",
+         after playing ({} with an error){}",
         st.alive,
         st.connected,
         st.failed,
         st.fast_disconnected + st.slow_disconnected,
+        st.errors,
         st.first_error.as_deref().map(|e| format!(" (first error: {e})")).unwrap_or_default()
     );
     println!(
@@ -387,16 +413,17 @@ fn summary(args: &Args, st: &Stats, cpu_pct: f64) {
     }
     println!("loadgen CPU: {cpu_pct:.1}% of one core");
     println!(
-        "summary players={players} alive={} connected={} failed={} frames={} video_frames={} bytes={} missing={missing} \
-         published_video={} ttff_p50_ms={:.1} ttff_p99_ms={:.1} delay_samples={} delay_p50_ms={:.1} \
-         delay_p99_ms={:.1} delay_max_ms={max:.1} slow_players={} delay_fast_samples={} delay_fast_p50_ms={:.1} \
-         delay_fast_p99_ms={:.1} delay_slow_samples={} delay_slow_p50_ms={:.1} delay_slow_p99_ms={:.1} \
+        "summary players={players} alive={} connected={} failed={} errors={} frames={} video_frames={} bytes={} \
+         missing={missing} published_video={} ttff_p50_ms={:.1} ttff_p99_ms={:.1} delay_samples={} \
+         delay_p50_ms={:.1} delay_p99_ms={:.1} delay_max_ms={max:.1} slow_players={} delay_fast_samples={} \
+         delay_fast_p50_ms={:.1} delay_fast_p99_ms={:.1} delay_slow_samples={} delay_slow_p50_ms={:.1} delay_slow_p99_ms={:.1} \
          missing_fast={} missing_slow={} fast_disconnected={} slow_disconnected={} churn_per_sec={} \
          churn_started={} churn_ok={} churn_failed={} churn_ttff_p50_ms={:.1} churn_ttff_p99_ms={:.1} \
          cpu_pct={cpu_pct:.1}",
         st.alive,
         st.connected,
         st.failed,
+        st.errors,
         st.frames,
         st.video_frames,
         st.bytes,
@@ -428,15 +455,28 @@ fn summary(args: &Args, st: &Stats, cpu_pct: f64) {
 
 // ---------------------------------------------------------------- sources
 
+/// An AVCDecoderConfigurationRecord with x264's parameter sets for 640x360
+/// Constrained Baseline: packagers (HLS, fMP4) read the picture size from
+/// the SPS and refuse a video track without a valid one.
+const SYNTHETIC_AVCC: &[u8] = &[
+    0x01, 0x42, 0xc0, 0x1e, 0xff, 0xe1, 0x00, 0x19, // version, profile, level, 4-byte lengths, 1 SPS of 25
+    0x67, 0x42, 0xc0, 0x1e, 0xd9, 0x00, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00, 0x01, 0x00, 0x00, 0x03,
+    0x00, 0x3c, 0x0f, 0x16, 0x2e, 0x48, // SPS
+    0x01, 0x00, 0x05, 0x68, 0xcb, 0x83, 0xcb, 0x20, // 1 PPS of 5
+];
+
 /// The synthetic stream at `kbps` on average, its H.264 payloads made
-/// length-prefixed NAL units (the bus format) so servers can walk them.
+/// length-prefixed NAL units (the bus format) so servers can walk them, and
+/// its H.264 configuration a real one.
 fn synthetic(kbps: u32, fps: u32, gop: u32) -> impl Iterator<Item = MediaFrame> {
     let (fps, gop) = (fps.max(1), gop.max(1));
     // Average frame = kbps*1000/8/fps; keyframes are ten deltas.
     let avg = u64::from(kbps) * 1000 / 8 / u64::from(fps);
     let delta = (avg * u64::from(gop) / (u64::from(gop) + 9)).max(16) as usize;
     SyntheticStream::new(fps, gop).with_audio(48_000).with_video_bytes(delta).map(|mut f| {
-        if f.codec == CodecId::H264 && !f.is_config() {
+        if f.codec == CodecId::H264 && f.is_config() {
+            f.payload = Bytes::from_static(SYNTHETIC_AVCC);
+        } else if f.codec == CodecId::H264 {
             let mut b = BytesMut::with_capacity(f.payload.len() + 4);
             b.put_u32(f.payload.len() as u32);
             b.put_slice(&f.payload);
@@ -583,7 +623,14 @@ async fn publisher(sh: &Shared, url: RtmpUrl, mut source: Box<dyn Iterator<Item 
 
 enum PlayTarget {
     Rtmp(RtmpUrl),
-    Http { addr: String, host: String, path: String },
+    /// HTTP-FLV: one endless response.
+    Http {
+        addr: String,
+        host: String,
+        path: String,
+    },
+    /// LL-HLS: a path ending in `.m3u8`.
+    Hls(HlsTarget),
 }
 
 impl PlayTarget {
@@ -597,6 +644,9 @@ impl PlayTarget {
             return None;
         }
         let addr = if host.contains(':') { host.to_string() } else { format!("{host}:80") };
+        if let Some(hls) = HlsTarget::new(&addr, host, &path) {
+            return Some(Self::Hls(hls));
+        }
         Some(Self::Http { addr, host: host.to_string(), path })
     }
 }
@@ -618,6 +668,7 @@ async fn play_one(sh: Rc<Shared>, target: Rc<PlayTarget>, kind: Kind) {
     let result = match &*target {
         PlayTarget::Rtmp(url) => rtmp_player(&mut player, url.clone()).await,
         PlayTarget::Http { addr, host, path } => flv_player(&mut player, addr, host, path).await,
+        PlayTarget::Hls(target) => hls::hls_player(&mut player, target).await,
     };
     let mut st = sh.stats.borrow_mut();
     match kind {
@@ -643,6 +694,7 @@ async fn play_one(sh: Rc<Shared>, target: Rc<PlayTarget>, kind: Kind) {
                 st.fast_disconnected += 1;
             }
             if let Err(e) = result {
+                st.errors += 1;
                 st.first_error.get_or_insert(e);
             }
         }
@@ -701,7 +753,11 @@ impl<'a> Player<'a> {
     /// Connects to `addr`, with a small receive buffer for a slow player.
     async fn connect(&self, addr: &str) -> Result<TcpStream, String> {
         if !matches!(self.kind, Kind::Slow(_)) {
-            return TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"));
+            let socket = TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
+            // Nagle would hold the handshake's second write for the peer's
+            // delayed ACK (40 ms on Linux) and make the start look slow.
+            let _ = socket.set_nodelay(true);
+            return Ok(socket);
         }
         let sa = tokio::net::lookup_host(addr)
             .await
@@ -711,7 +767,9 @@ impl<'a> Player<'a> {
         let socket = if sa.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
             .map_err(|e| format!("connect: {e}"))?;
         socket.set_recv_buffer_size(SLOW_RCVBUF).map_err(|e| format!("connect: {e}"))?;
-        socket.connect(sa).await.map_err(|e| format!("connect: {e}"))
+        let socket = socket.connect(sa).await.map_err(|e| format!("connect: {e}"))?;
+        let _ = socket.set_nodelay(true);
+        Ok(socket)
     }
 
     /// Waits until `socket` is readable; `Ok(false)` when a churn player's
@@ -752,11 +810,18 @@ impl<'a> Player<'a> {
     }
 
     fn frame(&mut self, frame: &MediaFrame) {
-        let now = Instant::now();
+        let video = frame.frame_type() == FrameType::Video && !frame.is_config();
+        let ms = (frame.dts_in(Timebase::MILLIS) & 0xffff_ffff) as u32;
+        self.received(video, ms, Instant::now());
+    }
+
+    /// Counts a frame received at `now`; `ms` is a video frame's decode
+    /// time in milliseconds (the key of the publisher's `sent` map).
+    fn received(&mut self, video: bool, ms: u32, now: Instant) {
         let mut st = self.sh.stats.borrow_mut();
         st.frames += 1;
         st.sec_frames += 1;
-        if frame.frame_type() != FrameType::Video || frame.is_config() {
+        if !video {
             return;
         }
         st.video_frames += 1;
@@ -773,7 +838,6 @@ impl<'a> Player<'a> {
             return;
         }
         let slow = matches!(self.kind, Kind::Slow(_));
-        let ms = (frame.dts_in(Timebase::MILLIS) & 0xffff_ffff) as u32;
         let sent = self.sh.sent.borrow();
         if let (Some(&at), Some(since)) = (sent.get(&ms), self.playing_since)
             && at >= since
@@ -836,54 +900,11 @@ async fn rtmp_player(player: &mut Player<'_>, url: RtmpUrl) -> Result<(), String
     }
 }
 
-/// HTTP/1.1 chunked transfer decoding, feeding an FLV reader.
-#[derive(Default)]
-struct Dechunk {
-    line: Vec<u8>,
-    /// Data bytes left in the current chunk; `None` while reading a size line.
-    data: Option<usize>,
-    /// CRLF bytes left after a chunk's data.
-    crlf: usize,
-}
-
-impl Dechunk {
-    /// `Ok(false)` at the last chunk.
-    fn feed(&mut self, mut data: &[u8], out: &mut FlvReader) -> Result<bool, String> {
-        while !data.is_empty() {
-            if self.crlf > 0 {
-                let k = self.crlf.min(data.len());
-                self.crlf -= k;
-                data = &data[k..];
-            } else if let Some(left) = self.data {
-                let k = left.min(data.len());
-                out.push(&data[..k]);
-                data = &data[k..];
-                self.data = if left == k {
-                    self.crlf = 2;
-                    None
-                } else {
-                    Some(left - k)
-                };
-            } else if let Some(i) = data.iter().position(|&b| b == b'\n') {
-                self.line.extend_from_slice(&data[..i]);
-                data = &data[i + 1..];
-                let line = String::from_utf8_lossy(&self.line).into_owned();
-                self.line.clear();
-                let hex = line.split(';').next().unwrap_or("").trim();
-                let size = usize::from_str_radix(hex, 16).map_err(|_| format!("bad chunk size line {line:?}"))?;
-                if size == 0 {
-                    return Ok(false);
-                }
-                self.data = Some(size);
-            } else {
-                self.line.extend_from_slice(data);
-                if self.line.len() > 1024 {
-                    return Err("chunk size line too long".into());
-                }
-                break;
-            }
-        }
-        Ok(true)
+/// An HTTP-FLV body going to the FLV reader.
+impl Body for FlvReader {
+    fn data(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.push(bytes);
+        Ok(())
     }
 }
 
@@ -894,7 +915,7 @@ async fn flv_player(player: &mut Player<'_>, addr: &str, host: &str, path: &str)
         format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: arcly-loadgen\r\nConnection: close\r\n\r\n");
     socket.write_all(request.as_bytes()).await.map_err(|e| format!("write: {e}"))?;
     let mut head: Vec<u8> = Vec::new();
-    let mut chunked: Option<Dechunk> = None;
+    let mut chunked: Option<ChunkDecoder> = None;
     let mut reader = FlvReader::new();
     loop {
         if !player.readable(&socket).await? {
@@ -925,7 +946,7 @@ async fn flv_player(player: &mut Player<'_>, addr: &str, host: &str, path: &str)
                     return Err(format!("HTTP status: {status}"));
                 }
                 if text.lines().any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked")) {
-                    chunked = Some(Dechunk::default());
+                    chunked = Some(ChunkDecoder::default());
                 }
                 player.playing();
                 let rest = head.split_off(end + 4);
@@ -935,7 +956,10 @@ async fn flv_player(player: &mut Player<'_>, addr: &str, host: &str, path: &str)
                 player.bytes(n);
             }
             let more = match &mut chunked {
-                Some(d) => d.feed(body, &mut reader)?,
+                Some(d) => {
+                    d.feed(body, &mut reader)?;
+                    !d.is_done()
+                }
                 None => {
                     reader.push(body);
                     true
