@@ -457,7 +457,9 @@ impl Engine {
         }
     }
 
-    pub(crate) fn observer(&self) -> &dyn Observer {
+    /// The observer: protocols report their connections to it
+    /// ([`Observer::connection_opened`] and the like).
+    pub fn observer(&self) -> &dyn Observer {
         &*self.inner.observer
     }
 

@@ -44,6 +44,7 @@ pub mod frame;
 pub mod health;
 pub mod identity;
 pub mod inbound;
+pub mod limit;
 pub mod observe;
 pub mod testing;
 pub mod traits;
