@@ -1,7 +1,12 @@
 //! [`RtmpServer`]: the tokio driver of [`ServerSession`].
 //!
-//! An accept loop with a connection limit; each connection is one task that
-//! owns its socket and its session. Publishers go through
+//! An accept loop with connection limits, in all
+//! ([`ServerConfig::max_connections`]) and per peer address
+//! ([`ServerConfig::max_connections_per_ip`]): a connection over a limit is
+//! closed at once, counted with
+//! [`Observer::connection_refused`](arcly_core::observe::Observer::connection_refused)
+//! and logged at most once a second per limit. Each connection is one task
+//! that owns its socket and its session. Publishers go through
 //! [`IngestContext::begin_publish`]; players through
 //! [`Engine::play`](arcly_core::engine::Engine::play) (or
 //! `play_when_live` when [`ServerConfig::play_wait`] is set). A player
@@ -10,7 +15,12 @@
 //! ([`ServerConfig::play_batch_window`]) before the next batch. A player
 //! whose socket does not take a batch within the idle timeout, or that the
 //! bus evicts for falling behind, is closed. Errors close only their
-//! connection, with a log line saying why.
+//! connection.
+//!
+//! Every accepted connection is reported to the engine's
+//! [`Observer`](arcly_core::observe::Observer): opened, then closed with a
+//! [`CloseReason`] and one log line naming it (debug for a peer that left
+//! or a shutdown, info for anything else).
 //!
 //! [`BatchClock`]: arcly_core::bus::BatchClock
 
@@ -21,15 +31,17 @@ use std::time::{Duration, Instant};
 
 use arcly_core::auth::Credentials;
 use arcly_core::bus::{Batch, Pacer, RecvError};
+use arcly_core::engine::Engine;
 use arcly_core::frame::MediaFrame;
 use arcly_core::identity::{AppName, StreamId, StreamKey};
 use arcly_core::inbound::{InboundProtocol, IngestContext, PlaySession, PublishSession};
+use arcly_core::limit::{Admission, ConnectionLimiter};
+use arcly_core::observe::{CloseReason, RefuseReason};
 use arcly_core::{ProtocolErrorKind, Result, StreamError};
 use async_trait::async_trait;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -45,8 +57,12 @@ const FLUSH_AT: usize = 1 << 20;
 pub struct ServerConfig {
     /// The address to listen on (default `127.0.0.1:1935`).
     pub listen: SocketAddr,
-    /// Most connections at once (default 1000); more are closed at accept.
+    /// Most connections at once (default 10 000; 0: no limit); more are
+    /// closed at accept.
     pub max_connections: usize,
+    /// Most connections at once from one IP address (default 100; 0: no
+    /// limit); more are closed at accept.
+    pub max_connections_per_ip: usize,
     /// Per-connection protocol settings: handshake and idle timeouts, chunk
     /// and message limits, output chunk size, outbound queue limit.
     pub session: SessionConfig,
@@ -65,7 +81,8 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 1935)),
-            max_connections: 1000,
+            max_connections: 10_000,
+            max_connections_per_ip: 100,
             session: SessionConfig::default(),
             play_batch_window: Duration::from_millis(50),
             play_batch_frames: 1024,
@@ -114,9 +131,15 @@ impl InboundProtocol for RtmpServer {
             .unwrap_or_else(|e| e.into_inner())
             .take()
             .ok_or_else(|| StreamError::Config("RtmpServer::run called twice".into()))?;
-        let permits = Arc::new(Semaphore::new(self.config.max_connections));
+        let limiter = ConnectionLimiter::new(self.config.max_connections, self.config.max_connections_per_ip);
+        let mut refusals = RefusalLog::default();
         let mut tasks = JoinSet::new();
-        tracing::info!(addr = %self.local_addr, "rtmp server listening");
+        tracing::info!(
+            addr = %self.local_addr,
+            max_connections = self.config.max_connections,
+            max_connections_per_ip = self.config.max_connections_per_ip,
+            "rtmp server listening"
+        );
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -131,25 +154,101 @@ impl InboundProtocol for RtmpServer {
                             continue;
                         }
                     };
-                    let Ok(permit) = permits.clone().try_acquire_owned() else {
-                        tracing::warn!(%peer, limit = self.config.max_connections, "rtmp connection refused: connection limit reached");
-                        continue;
+                    let admission = match limiter.try_admit(peer.ip()) {
+                        Ok(a) => a,
+                        Err(why) => {
+                            drop(socket);
+                            ctx.engine().observer().connection_refused(PROTOCOL, peer, why);
+                            refusals.refused(why, peer, &self.config);
+                            continue;
+                        }
                     };
                     let _ = socket.set_nodelay(true);
+                    let ticket = Ticket::open(ctx.engine().clone(), peer, admission);
                     let (ctx, config, token) = (ctx.clone(), self.config.clone(), shutdown.clone());
                     tasks.spawn(async move {
-                        let _permit = permit;
                         let mut conn = Connection::new(ctx, config, socket, peer);
-                        match conn.run(token).await {
-                            Ok(why) => tracing::debug!(%peer, reason = %why, "rtmp connection closed"),
-                            Err(why) => tracing::info!(%peer, reason = %why, "rtmp connection closed"),
-                        }
+                        let end = match conn.run(token).await {
+                            Ok(never) => match never {},
+                            Err(end) => end,
+                        };
+                        ticket.close(end);
                     });
                 }
             }
         }
         tasks.shutdown().await;
         Ok(())
+    }
+}
+
+/// Logs refusals at most once a second per limit, with the number refused
+/// since the last line: 10 000 refusals must not flood the log.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    /// Per [`RefuseReason::index`]: when the last line was logged, and the
+    /// refusals since.
+    last: [(Option<Instant>, u64); RefuseReason::ALL.len()],
+}
+
+impl RefusalLog {
+    fn refused(&mut self, why: RefuseReason, peer: SocketAddr, config: &ServerConfig) {
+        let (last, since) = &mut self.last[why.index()];
+        *since += 1;
+        let now = Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+            return;
+        }
+        let limit = match why {
+            RefuseReason::GlobalLimit => config.max_connections,
+            _ => config.max_connections_per_ip,
+        };
+        tracing::warn!(%peer, reason = why.as_str(), limit, refused = *since, "rtmp connection refused");
+        *last = Some(now);
+        *since = 0;
+    }
+}
+
+/// An accepted connection's accounting: its place under the limits and its
+/// report to the observer. If the task is cancelled before
+/// [`Ticket::close`] (the server shutting down), dropping it reports a
+/// shutdown; the place is given back either way.
+struct Ticket {
+    engine: Engine,
+    peer: SocketAddr,
+    _admission: Admission,
+    closed: bool,
+}
+
+impl Ticket {
+    fn open(engine: Engine, peer: SocketAddr, admission: Admission) -> Self {
+        engine.observer().connection_opened(PROTOCOL, peer);
+        Self { engine, peer, _admission: admission, closed: false }
+    }
+
+    /// Logs and reports how the connection ended.
+    fn close(mut self, end: End) {
+        let (peer, reason, detail) = (self.peer, end.reason.as_str(), &end.detail);
+        if end.reason.is_normal() {
+            tracing::debug!(%peer, reason, detail = %detail, "rtmp connection closed");
+        } else {
+            tracing::info!(%peer, reason, detail = %detail, "rtmp connection closed");
+        }
+        self.engine.observer().connection_closed(PROTOCOL, self.peer, end.reason, &end.detail);
+        self.closed = true;
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if !self.closed {
+            let (reason, detail) = if std::thread::panicking() {
+                (CloseReason::ProtocolError, "connection task panicked")
+            } else {
+                (CloseReason::Shutdown, "connection task cancelled")
+            };
+            self.engine.observer().connection_closed(PROTOCOL, self.peer, reason, detail);
+        }
     }
 }
 
@@ -169,8 +268,21 @@ struct Connection {
     out: Vec<Bytes>,
 }
 
-/// Why a connection ended (`Ok`) or failed (`Err`), for the log.
-type Outcome = std::result::Result<String, String>;
+/// Why a connection ended: the category counted and the text logged.
+#[derive(Debug)]
+struct End {
+    reason: CloseReason,
+    detail: String,
+}
+
+impl End {
+    fn new(reason: CloseReason, detail: impl Into<String>) -> Self {
+        Self { reason, detail: detail.into() }
+    }
+}
+
+/// A step of a connection: `Err` ends it, saying why.
+type Outcome<T = ()> = std::result::Result<T, End>;
 
 impl Connection {
     fn new(ctx: IngestContext, config: Arc<ServerConfig>, socket: TcpStream, peer: SocketAddr) -> Self {
@@ -178,7 +290,8 @@ impl Connection {
         Self { ctx, config, socket, peer, session, publisher: None, out: Vec::new() }
     }
 
-    async fn run(&mut self, shutdown: CancellationToken) -> Outcome {
+    /// Runs the connection until it ends; the error says why.
+    async fn run(&mut self, shutdown: CancellationToken) -> Outcome<std::convert::Infallible> {
         // Players send little after the start: a full-size buffer per
         // player would be most of its memory. It grows once publishing.
         let mut buf = BytesMut::with_capacity(SMALL_READ_BUFFER.min(self.config.read_buffer));
@@ -206,14 +319,16 @@ impl Connection {
                     if let Some((_, p)) = &self.publisher {
                         p.end("shutdown");
                     }
-                    return Ok("shutdown".into());
+                    return Err(End::new(CloseReason::Shutdown, "server shutting down"));
                 }
                 read = self.socket.read_buf(&mut buf) => {
-                    let n = read.map_err(|e| format!("read failed: {e}"))?;
+                    let n = read.map_err(|e| End::new(CloseReason::Io, format!("read failed: {e}")))?;
                     if n == 0 {
-                        return Ok("peer closed the connection".into());
+                        return Err(End::new(CloseReason::PeerClosed, "peer closed the connection"));
                     }
-                    self.session.handle_input(&buf, Instant::now()).map_err(|e| format!("protocol error: {e}"))?;
+                    self.session
+                        .handle_input(&buf, Instant::now())
+                        .map_err(|e| End::new(CloseReason::ProtocolError, format!("protocol error: {e}")))?;
                     buf.clear();
                     let want = if self.publisher.is_some() {
                         self.config.read_buffer
@@ -246,8 +361,12 @@ impl Connection {
                                     // A frame too large for RTMP is skipped;
                                     // a broken session (a slow peer), an
                                     // unsupported codec close the player.
-                                    if self.session.is_failed() || e.kind != ProtocolErrorKind::TooLarge {
-                                        return Err(format!("player: {e}"));
+                                    if self.session.is_failed() {
+                                        // Output queued over its limit.
+                                        return Err(End::new(CloseReason::SlowConsumer, format!("player: {e}")));
+                                    }
+                                    if e.kind != ProtocolErrorKind::TooLarge {
+                                        return Err(End::new(CloseReason::ProtocolError, format!("player: {e}")));
                                     }
                                     tracing::warn!(peer = %self.peer, error = %e, "rtmp player: frame skipped");
                                     continue;
@@ -267,14 +386,17 @@ impl Connection {
                             player = None;
                             self.flush().await?;
                         }
-                        Err(e) => return Err(format!("player dropped: {e}")),
+                        // Evicted by the bus for falling behind.
+                        Err(e) => return Err(End::new(CloseReason::SlowConsumer, format!("player dropped: {e}"))),
                     }
                 }
                 () = tick(&mut pacer), if paced => paced = false,
                 () = &mut timer => {
                     // A fired timer stays ready: re-arm it next iteration.
                     armed = None;
-                    self.session.handle_timeout(Instant::now()).map_err(|e| format!("{e}"))?;
+                    self.session
+                        .handle_timeout(Instant::now())
+                        .map_err(|e| End::new(CloseReason::Timeout, e.to_string()))?;
                 }
             }
         }
@@ -283,17 +405,17 @@ impl Connection {
     async fn flush(&mut self) -> Outcome {
         self.session.drain_transmit(&mut self.out);
         if self.out.is_empty() {
-            return Ok(String::new());
+            return Ok(());
         }
         // Most writes fit the socket buffer at once; only a write that has
         // to wait needs the timer that catches a peer not reading.
         match try_write_parts(&self.socket, &mut self.out) {
             Ok(true) => {
                 self.clear_out();
-                return Ok(String::new());
+                return Ok(());
             }
             Ok(false) => {}
-            Err(e) => return Err(format!("write failed: {e}")),
+            Err(e) => return Err(End::new(CloseReason::Io, format!("write failed: {e}"))),
         }
         let limit = match self.config.session.idle_timeout {
             d if d.is_zero() => Duration::from_secs(3600),
@@ -302,9 +424,11 @@ impl Connection {
         let result = tokio::time::timeout(limit, write_parts(&mut self.socket, &mut self.out)).await;
         self.clear_out();
         match result {
-            Ok(Ok(())) => Ok(String::new()),
-            Ok(Err(e)) => Err(format!("write failed: {e}")),
-            Err(_) => Err(format!("peer did not read for {limit:?} (slow player)")),
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(End::new(CloseReason::Io, format!("write failed: {e}"))),
+            Err(_) => {
+                Err(End::new(CloseReason::SlowConsumer, format!("peer did not read for {limit:?} (slow player)")))
+            }
         }
     }
 
@@ -327,7 +451,7 @@ impl Connection {
             while matches!(self.socket.read(&mut sink).await, Ok(n) if n > 0) {}
         })
         .await;
-        Err(why)
+        Err(End::new(CloseReason::Refused, why))
     }
 
     async fn events(&mut self, player: &mut Option<Player>, pacer: &mut Option<Pacer>) -> Outcome {
@@ -404,17 +528,25 @@ impl Connection {
     fn publish_media(&mut self, media: &mut Vec<MediaFrame>) -> Outcome {
         if let Some((_, p)) = &self.publisher
             && !media.is_empty()
+            && let Err(e) = p.publish_many(media.drain(..))
         {
-            p.publish_many(media.drain(..)).map_err(|e| format!("publish failed: {e}"))?;
+            // The engine closed the stream: shutting down, or its idle
+            // reaper saw no frame for its idle timeout.
+            let reason = if self.ctx.engine().shutdown_token().is_cancelled() {
+                CloseReason::Shutdown
+            } else {
+                CloseReason::Timeout
+            };
+            return Err(End::new(reason, format!("publish failed: {e}")));
         }
         media.clear();
-        Ok(String::new())
+        Ok(())
     }
 
     async fn publish(&mut self, stream_id: u32, name: &str, query: Option<String>) -> Outcome {
         if self.publisher.is_some() {
             let _ = self.session.reject_publish(stream_id, codes::PUBLISH_BAD_NAME, "already publishing");
-            return Ok(String::new());
+            return Ok(());
         }
         let creds = self.credentials(query);
         match self.ctx.begin_publish(&self.app(), name, &creds).await {
@@ -423,7 +555,7 @@ impl Connection {
                     tracing::info!(peer = %self.peer, stream = %session.id(), "rtmp publish started");
                     self.publisher = Some((stream_id, session));
                 }
-                Ok(String::new())
+                Ok(())
             }
             Err(e) => {
                 let code = match e {

@@ -3,9 +3,11 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use arcly_core::engine::AppSpec;
+use arcly_core::observe::ConnectionCounters;
 use arcly_mux::amf0::Amf0Value;
 use arcly_rtmp::command::{Command, codes};
 use arcly_rtmp::{ServerConfig, SessionConfig};
@@ -47,6 +49,38 @@ async fn silent_connection_times_out_and_limit_is_enforced() {
     let mut player = TestClient::connect(server.addr, "live").await;
     player.command(1, Command::new("play", 0.0, Amf0Value::Null, vec!["none".into()])).await;
     player.wait_status(codes::PLAY_STREAM_NOT_FOUND, 5).await;
+}
+
+#[tokio::test]
+async fn per_ip_limit_refuses_at_accept_and_connections_are_counted() {
+    let counters = Arc::new(ConnectionCounters::new());
+    let session = SessionConfig { handshake_timeout: Duration::from_millis(300), ..SessionConfig::default() };
+    let config = ServerConfig { max_connections_per_ip: 2, session, ..ServerConfig::default() };
+    let server = TestServer::with_observer(config, AppSpec::new("live"), counters.clone()).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(TcpStream::connect(server.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // A third from the same address: closed at once, counted as refused.
+    let mut third = TcpStream::connect(server.addr).await.unwrap();
+    expect_closed(&mut third, 1).await;
+    let rtmp = counters.snapshot().protocols["rtmp"].clone();
+    assert_eq!((rtmp.opened, rtmp.open, rtmp.refused["per_ip_limit"]), (2, 2, 1), "{rtmp:?}");
+    // The two held ones time out in the handshake; their places come back.
+    for s in &mut held {
+        expect_closed(s, 2).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let rtmp = counters.snapshot().protocols["rtmp"].clone();
+    assert_eq!((rtmp.open, rtmp.closed["timeout"]), (0, 2), "{rtmp:?}");
+    let mut client = TestClient::connect(server.addr, "live").await;
+    client.command(1, Command::new("play", 0.0, Amf0Value::Null, vec!["none".into()])).await;
+    client.wait_status(codes::PLAY_STREAM_NOT_FOUND, 5).await;
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let rtmp = counters.snapshot().protocols["rtmp"].clone();
+    assert_eq!((rtmp.opened, rtmp.open, rtmp.closed["peer_closed"]), (3, 0, 1), "{rtmp:?}");
 }
 
 #[tokio::test]

@@ -40,9 +40,18 @@ impl TestServer {
 
     /// With `config` (its listen address is replaced by 127.0.0.1:0) and `app`.
     pub async fn with(config: ServerConfig, app: AppSpec) -> Self {
+        Self::with_observer(config, app, Arc::new(arcly_core::observe::NoopObserver)).await
+    }
+
+    /// Like [`TestServer::with`], the engine reporting to `observer`.
+    pub async fn with_observer(
+        config: ServerConfig,
+        app: AppSpec,
+        observer: Arc<dyn arcly_core::observe::Observer>,
+    ) -> Self {
         let config = ServerConfig { listen: "127.0.0.1:0".parse().unwrap(), ..config };
         let (server, addr) = RtmpServer::bind(config).await.expect("bind");
-        let engine = Engine::builder().application(app).inbound(Arc::new(server)).build();
+        let engine = Engine::builder().application(app).observer(observer).inbound(Arc::new(server)).build();
         let token = CancellationToken::new();
         let (e, t) = (engine.clone(), token.clone());
         tokio::spawn(async move { e.run(t).await });
