@@ -15,7 +15,9 @@
 //! leaving 1 s after its first video frame) and slow consumers (10% of the
 //! players read at half the stream's bit rate). The delay column is the
 //! normal ("fast") players' delay, so it compares directly with the plain
-//! rows. Two arcly-only rows repeat 1000 players with a 15 ms batch window.
+//! rows. Two arcly-only rows repeat 1000 players with a 15 ms batch window,
+//! and two more play the 3 Mbit/s stream to 1000 HTTP-FLV and LL-HLS
+//! players (nginx-rtmp serves neither).
 
 use std::fmt::Write as _;
 use std::net::TcpListener;
@@ -37,11 +39,25 @@ struct Scenario {
     /// arcly's `rtmp.play_batch_window_ms`; `None` is the default. A
     /// scenario with a window runs on arcly only.
     window_ms: Option<u64>,
+    /// How the players play; other than RTMP, arcly only.
+    play: Play,
+}
+
+/// The players' protocol.
+#[derive(Clone, Copy, PartialEq)]
+enum Play {
+    Rtmp,
+    HttpFlv,
+    LlHls,
 }
 
 impl Scenario {
     const fn plain(kbps: u32, players: usize) -> Self {
-        Self { kbps, players, churn_per_sec: 0, slow_fraction: 0.0, window_ms: None }
+        Self { kbps, players, churn_per_sec: 0, slow_fraction: 0.0, window_ms: None, play: Play::Rtmp }
+    }
+
+    const fn playing(kbps: u32, players: usize, play: Play) -> Self {
+        Self { play, ..Self::plain(kbps, players) }
     }
 
     /// What the scenario is, without the server's settings: the key that
@@ -63,14 +79,20 @@ impl Scenario {
     }
 
     fn label(&self) -> String {
-        match self.window_ms {
-            Some(w) => format!("{}, batch window {w} ms", self.load()),
-            None => self.load(),
+        let mut l = self.load();
+        if let Some(w) = self.window_ms {
+            let _ = write!(l, ", batch window {w} ms");
         }
+        match self.play {
+            Play::Rtmp => {}
+            Play::HttpFlv => l.push_str(", HTTP-FLV players"),
+            Play::LlHls => l.push_str(", LL-HLS players"),
+        }
+        l
     }
 
     fn servers(&self) -> &'static [&'static str] {
-        if self.window_ms.is_some() { &["arcly"] } else { &["arcly", "nginx"] }
+        if self.window_ms.is_some() || self.play != Play::Rtmp { &["arcly"] } else { &["arcly", "nginx"] }
     }
 
     /// Players connect 1 ms apart; the window starts once all have had
@@ -87,12 +109,15 @@ const SCENARIOS: &[Scenario] = &[
     Scenario::plain(3000, 100),
     Scenario::plain(3000, 1000),
     Scenario::plain(3000, 5000),
-    Scenario { kbps: 3000, players: 500, churn_per_sec: 200, slow_fraction: 0.0, window_ms: None },
-    Scenario { kbps: 3000, players: 500, churn_per_sec: 0, slow_fraction: 0.1, window_ms: None },
+    Scenario { churn_per_sec: 200, ..Scenario::plain(3000, 500) },
+    Scenario { slow_fraction: 0.1, ..Scenario::plain(3000, 500) },
     // The batch window trades CPU for delay: a short one meets a 20 ms
     // delay target at a higher cost.
-    Scenario { kbps: 232, players: 1000, churn_per_sec: 0, slow_fraction: 0.0, window_ms: Some(15) },
-    Scenario { kbps: 3000, players: 1000, churn_per_sec: 0, slow_fraction: 0.0, window_ms: Some(15) },
+    Scenario { window_ms: Some(15), ..Scenario::plain(232, 1000) },
+    Scenario { window_ms: Some(15), ..Scenario::plain(3000, 1000) },
+    // The same stream to players of arcly's HTTP outputs.
+    Scenario::playing(3000, 1000, Play::HttpFlv),
+    Scenario::playing(3000, 1000, Play::LlHls),
 ];
 const WARMUP: Duration = Duration::from_secs(6);
 const WINDOW: Duration = Duration::from_secs(10);
@@ -215,14 +240,14 @@ fn pinned(core: u32, argv: &[String], stdout: Stdio, log: &Path) -> Result<Child
         .spawn()?)
 }
 
-fn start_server(root: &Path, dir: &Path, server: &str, port: u16, window_ms: Option<u64>) -> Result<Guard> {
+fn start_server(root: &Path, dir: &Path, server: &str, port: u16, http: u16, sc: &Scenario) -> Result<Guard> {
     let log = dir.join(format!("{server}.log"));
     let argv: Vec<String> = if server == "arcly" {
-        // HLS off (nginx does none here); room for the players.
+        // HLS only when played (nginx does none here); room for the players.
         let conf = dir.join("arcly.toml");
-        let window = window_ms.map(|w| format!("play_batch_window_ms = {w}\n")).unwrap_or_default();
-        std::fs::write(&conf, format!("[rtmp]\nmax_connections = 20000\n{window}[hls]\nenabled = false\n"))?;
-        let http = free_port()?;
+        let window = sc.window_ms.map(|w| format!("play_batch_window_ms = {w}\n")).unwrap_or_default();
+        let hls = sc.play == Play::LlHls;
+        std::fs::write(&conf, format!("[rtmp]\nmax_connections = 20000\n{window}[hls]\nenabled = {hls}\n"))?;
         let bin = root.join("target/release/arcly");
         vec![
             bin.display().to_string(),
@@ -290,10 +315,16 @@ fn rss_kib(pid: u32) -> Result<f64> {
 fn scenario(root: &Path, dir: &Path, server: &'static str, sc: &Scenario, index: usize, tck: f64) -> Result<Row> {
     let n = sc.players;
     let port = free_port()?;
-    let mut srv = start_server(root, dir, server, port, sc.window_ms)?;
+    let http = free_port()?;
+    let mut srv = start_server(root, dir, server, port, http, sc)?;
     let pid = srv.0.id();
     let idle_rss = rss_kib(pid)?;
     let url = format!("rtmp://127.0.0.1:{port}/live/bench");
+    let play_url = match sc.play {
+        Play::Rtmp => url.clone(),
+        Play::HttpFlv => format!("http://127.0.0.1:{http}/live/live/bench.flv"),
+        Play::LlHls => format!("http://127.0.0.1:{http}/live/live/bench/index.m3u8"),
+    };
     let duration = (sc.warmup() + WINDOW + TAIL).as_secs();
     let loadgen: PathBuf = root.join("target/release/arcly-loadgen");
     let argv: Vec<String> = [
@@ -308,7 +339,7 @@ fn scenario(root: &Path, dir: &Path, server: &'static str, sc: &Scenario, index:
         "--gop-frames",
         "60",
         "--play",
-        &url,
+        &play_url,
         "--players",
         &n.to_string(),
         "--duration",
