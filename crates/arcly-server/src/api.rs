@@ -1,4 +1,5 @@
-//! The stream API: `GET /api/v1/streams` and `GET /api/v1/streams/{app}/{key}`.
+//! The stream API: `GET /api/v1/streams`, `GET /api/v1/streams/{app}/{key}`
+//! and `GET /api/v1/stats`.
 //!
 //! ```json
 //! {"streams": [{
@@ -18,6 +19,26 @@
 //! (H.264/H.265 SPS, AAC AudioSpecificConfig) and are `null` until those
 //! were seen or for other codecs. `subscribers` counts every subscription
 //! to the stream's bus: RTMP and HTTP-FLV players and the HLS packager.
+//!
+//! `GET /api/v1/stats` counts connections since the start, per listener
+//! (`rtmp`, `http`): accepted (`opened`), open now, closed by reason and
+//! refused at accept by limit. Every reason is listed, 0 if it never
+//! happened.
+//!
+//! ```json
+//! {"connections": {"rtmp": {
+//!   "opened": 12, "open": 3,
+//!   "closed": {"peer_closed": 5, "protocol_error": 1, "timeout": 2, "slow_consumer": 1,
+//!              "refused": 0, "shutdown": 0, "io": 0},
+//!   "refused": {"global_limit": 0, "per_ip_limit": 40}
+//! }, "http": {"opened": 7, "open": 1, "closed": {"...": 0}, "refused": {"...": 0}}}}
+//! ```
+//!
+//! `closed`: `peer_closed` (the peer left), `protocol_error` (invalid or
+//! oversized input), `timeout` (handshake, idle, start or header read
+//! deadline), `slow_consumer` (a player that did not read: write timeout,
+//! queue limit, evicted by the bus), `refused` (publish or play refused),
+//! `shutdown`, `io` (socket errors).
 
 use arcly_core::engine::{Engine, StreamInfo};
 use arcly_core::frame::{CodecId, FrameType};
@@ -134,4 +155,23 @@ pub(crate) async fn one(State(state): State<AppState>, Path((app, key)): Path<(S
         Some(s) => ([(header::CACHE_CONTROL, "no-cache")], Json(view(&state.engine, s))).into_response(),
         None => no_stream(&app, &key),
     }
+}
+
+/// `GET /api/v1/stats`.
+pub(crate) async fn stats(State(state): State<AppState>) -> Response {
+    let snapshot = state.counters.snapshot();
+    let connections: serde_json::Map<String, serde_json::Value> = snapshot
+        .protocols
+        .iter()
+        .map(|(name, c)| {
+            let value = serde_json::json!({
+                "opened": c.opened,
+                "open": c.open,
+                "closed": c.closed,
+                "refused": c.refused,
+            });
+            ((*name).to_owned(), value)
+        })
+        .collect();
+    ([(header::CACHE_CONTROL, "no-cache")], Json(serde_json::json!({ "connections": connections }))).into_response()
 }

@@ -104,8 +104,11 @@ impl Default for Config {
 pub struct RtmpConfig {
     /// The address to listen on.
     pub listen: SocketAddr,
-    /// Most connections at once.
+    /// Most connections at once; more are closed at accept.
     pub max_connections: usize,
+    /// Most connections at once from one IP address (0: no limit); more
+    /// are closed at accept.
+    pub max_connections_per_ip: usize,
     /// The output chunk size.
     pub chunk_size: u32,
     /// The largest message a peer may send, in bytes.
@@ -128,6 +131,7 @@ impl Default for RtmpConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 1935)),
             max_connections: d.max_connections,
+            max_connections_per_ip: d.max_connections_per_ip,
             chunk_size: d.session.chunk_size,
             max_message_size: d.session.limits.max_message_size,
             handshake_timeout_ms: ms(d.session.handshake_timeout),
@@ -148,6 +152,15 @@ fn ms(d: Duration) -> u64 {
 pub struct HttpConfig {
     /// The address to listen on.
     pub listen: SocketAddr,
+    /// Most connections at once; more are closed at accept.
+    pub max_connections: usize,
+    /// Most connections at once from one IP address (0: no limit); more
+    /// are closed at accept.
+    pub max_connections_per_ip: usize,
+    /// Time allowed to send a request head, in milliseconds; also how long
+    /// an idle keep-alive connection waits for its next request. Responses
+    /// (HTTP-FLV, blocking playlist reloads) are not limited by it.
+    pub header_read_timeout_ms: u64,
     /// Origins allowed by CORS; `["*"]` allows any.
     pub cors_origins: Vec<String>,
     /// How long an HTTP-FLV player collects frames before a write, in
@@ -165,6 +178,9 @@ impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            max_connections: 10_000,
+            max_connections_per_ip: 100,
+            header_read_timeout_ms: 10_000,
             cors_origins: vec!["*".into()],
             flv_batch_window_ms: 50,
             flv_write_timeout_ms: 10_000,
@@ -333,6 +349,12 @@ impl Config {
             return Err(err("rtmp.play_batch_window_ms", "must be between 1 and 1000"));
         }
         let h = &self.http;
+        if h.max_connections == 0 {
+            return Err(err("http.max_connections", "must be at least 1"));
+        }
+        if !(100..=600_000).contains(&h.header_read_timeout_ms) {
+            return Err(err("http.header_read_timeout_ms", "must be between 100 and 600000"));
+        }
         if h.cors_origins.is_empty() {
             return Err(err("http.cors_origins", "must list at least one origin (\"*\" allows any)"));
         }
@@ -414,6 +436,7 @@ impl Config {
         let mut c = arcly_rtmp::ServerConfig {
             listen: r.listen,
             max_connections: r.max_connections,
+            max_connections_per_ip: r.max_connections_per_ip,
             play_batch_window: Duration::from_millis(r.play_batch_window_ms),
             play_wait: Duration::from_millis(r.play_wait_ms),
             ..arcly_rtmp::ServerConfig::default()

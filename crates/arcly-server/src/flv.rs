@@ -18,7 +18,9 @@
 //! (`http.flv_batch_window_ms`). At most two batches wait for the socket; a
 //! player that does not take a batch within `http.flv_write_timeout_ms` is
 //! closed, and one that falls too far behind is made to skip (or evicted)
-//! by the bus, never slowing the publisher.
+//! by the bus, never slowing the publisher. Closed means the connection:
+//! the pump closes it through its [`ConnectionCloser`], as hyper would
+//! otherwise hold it, waiting to write to a socket nobody reads.
 
 use std::borrow::Cow;
 use std::convert::Infallible;
@@ -32,7 +34,9 @@ use arcly_core::auth::Credentials;
 use arcly_core::bus::{Batch, Pacer, RecvError};
 use arcly_core::frame::{CodecId, FrameFlags, MediaFrame, Timebase};
 use arcly_core::inbound::PlaySession;
+use arcly_core::observe::CloseReason;
 use arcly_mux::flv::{FlvHeader, FlvWriter};
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{StatusCode, header};
@@ -41,6 +45,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::http::{AppState, error, no_stream, stream_id};
+use crate::listen::ConnectionCloser;
 
 /// The protocol name given to the engine (authorization, audit).
 pub(crate) const PROTOCOL: &str = "http";
@@ -54,6 +59,7 @@ pub(crate) async fn play(
     Path((app, file)): Path<(String, String)>,
     RawQuery(query): RawQuery,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    closer: Option<Extension<ConnectionCloser>>,
 ) -> Response {
     let Some(key) = file.strip_suffix(".flv") else {
         return error(StatusCode::NOT_FOUND, "not found");
@@ -79,7 +85,8 @@ pub(crate) async fn play(
     let pacer = state.engine.batch_clock(Duration::from_millis(http.flv_batch_window_ms)).pacer();
     let (tx, rx) = mpsc::channel(2);
     tracing::info!(stream = %id, %peer, "http-flv play started");
-    tokio::spawn(pump(play, tx, pacer, Duration::from_millis(http.flv_write_timeout_ms), peer));
+    let closer = closer.map(|Extension(c)| c);
+    tokio::spawn(pump(play, tx, pacer, Duration::from_millis(http.flv_write_timeout_ms), peer, closer));
     let body = FlvBody { rx, pending: vec![header].into_iter() };
     ([(header::CONTENT_TYPE, "video/x-flv"), (header::CACHE_CONTROL, "no-cache, no-store")], Body::from_stream(body))
         .into_response()
@@ -107,6 +114,7 @@ async fn pump(
     mut pacer: Pacer,
     timeout: Duration,
     peer: SocketAddr,
+    closer: Option<ConnectionCloser>,
 ) {
     let id = play.stream_id().clone();
     let mut writer = FlvWriter::new();
@@ -122,7 +130,15 @@ async fn pump(
             Ok(0) => continue,
             Ok(_) => {}
             Err(RecvError::Closed(why)) => break format!("stream ended: {why}"),
-            Err(e) => break e.to_string(),
+            // Evicted by the bus for falling behind: the socket may be as
+            // stuck as after a write timeout.
+            Err(e) => {
+                let why = format!("http-flv player {e}");
+                if let Some(closer) = &closer {
+                    closer.close(CloseReason::SlowConsumer, why.clone());
+                }
+                break why;
+            }
         }
         let mut parts = Vec::with_capacity(batch.len() * 3);
         for frame in batch.iter() {
@@ -140,7 +156,15 @@ async fn pump(
             match tokio::time::timeout(timeout, tx.send(parts)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => break "client left".to_owned(),
-                Err(_) => break format!("client did not read for {timeout:?}"),
+                Err(_) => {
+                    let why = format!("http-flv player did not read for {timeout:?}");
+                    // hyper would wait forever to write the rest to a
+                    // socket nobody reads: close the connection itself.
+                    if let Some(closer) = &closer {
+                        closer.close(CloseReason::SlowConsumer, why.clone());
+                    }
+                    break why;
+                }
             }
         }
         pacer.tick().await;

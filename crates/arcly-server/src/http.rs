@@ -6,6 +6,7 @@
 //! | `GET /live/{app}/{key}/index.m3u8` and the other HLS files | LL-HLS and HLS ([`crate::hls`]) |
 //! | `GET /api/v1/streams` | live streams as JSON ([`crate::api`]) |
 //! | `GET /api/v1/streams/{app}/{key}` | one stream, 404 if not live |
+//! | `GET /api/v1/stats` | connections opened, open, closed and refused, by protocol and reason ([`crate::api`]) |
 //! | `GET /` | the web player ([`crate::player`]) |
 //! | `GET /healthz` | the engine's health checks; 503 when unhealthy |
 //! | `GET /readyz` | 200 once the listeners are bound, 503 when stopping |
@@ -16,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use arcly_core::engine::Engine;
 use arcly_core::health::HealthStatus;
 use arcly_core::identity::{AppName, StreamId, StreamKey};
+use arcly_core::observe::ConnectionCounters;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, Method, StatusCode, header};
@@ -32,6 +34,7 @@ pub(crate) struct AppState {
     pub(crate) engine: Engine,
     pub(crate) config: Arc<Config>,
     pub(crate) hls: Option<arcly_hls::Hls>,
+    pub(crate) counters: Arc<ConnectionCounters>,
     ready: Arc<AtomicBool>,
     shutdown: CancellationToken,
 }
@@ -41,10 +44,11 @@ impl AppState {
         engine: Engine,
         config: Arc<Config>,
         hls: Option<arcly_hls::Hls>,
+        counters: Arc<ConnectionCounters>,
         ready: Arc<AtomicBool>,
         shutdown: CancellationToken,
     ) -> Self {
-        Self { engine, config, hls, ready, shutdown }
+        Self { engine, config, hls, counters, ready, shutdown }
     }
 }
 
@@ -58,6 +62,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/v1/streams", get(crate::api::list))
         .route("/api/v1/streams/{app}/{key}", get(crate::api::one))
+        .route("/api/v1/stats", get(crate::api::stats))
         .route("/live/{app}/{file}", get(crate::flv::play))
         .route("/live/{app}/{key}/{file}", get(crate::hls::file))
         .route("/live/{app}/{key}/ts/{file}", get(crate::hls::ts_file))

@@ -9,8 +9,13 @@
 //! - The HTTP side (axum): LL-HLS at `/live/{app}/{key}/index.m3u8`,
 //!   classic HLS at `/live/{app}/{key}/ts/index.m3u8`, HTTP-FLV at
 //!   `/live/{app}/{key}.flv`, the stream
-//!   API at `/api/v1/streams`, `/healthz` and `/readyz`, with CORS for
-//!   browser players, and the web player at `/` (hls.js, embedded).
+//!   API at `/api/v1/streams`, connection counters at `/api/v1/stats`,
+//!   `/healthz` and `/readyz`, with CORS for browser players, and the web
+//!   player at `/` (hls.js, embedded).
+//! - Both listeners limit connections in all and per IP address and close
+//!   slow or silent peers (RTMP handshake and idle timeouts, the HTTP
+//!   header read timeout); every connection is counted by protocol and
+//!   close reason.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -20,6 +25,7 @@ mod api;
 mod flv;
 mod hls;
 mod http;
+mod listen;
 mod player;
 mod server;
 

@@ -87,6 +87,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    raise_open_files_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -103,6 +104,17 @@ fn main() -> ExitCode {
             tracing::error!(error = %e, "arcly stopped");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit (at most 2^20,
+/// Linux's default ceiling): every connection is a descriptor, and a soft
+/// limit of 1024 would refuse connections long before the configured
+/// connection limits.
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(1 << 20) {
+        Ok(n) => tracing::info!(soft = n, "open files limit (RLIMIT_NOFILE)"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use arcly_core::auth::{AllowAll, StreamAuthenticator};
 use arcly_core::engine::Engine;
+use arcly_core::observe::ConnectionCounters;
 use arcly_rtmp::RtmpServer;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -16,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError};
 use crate::http::{self, AppState};
+use crate::listen::{self, HttpLimits};
 
 /// How long [`Server::wait`] lets HTTP connections finish after shutdown
 /// before dropping them.
@@ -53,6 +55,7 @@ impl std::error::Error for StartError {}
 #[derive(Debug)]
 pub struct Server {
     engine: Engine,
+    counters: Arc<ConnectionCounters>,
     rtmp_addr: SocketAddr,
     http_addr: SocketAddr,
     token: CancellationToken,
@@ -92,8 +95,14 @@ impl Server {
             error,
         })?;
 
+        // Every listener reports its connections to the counters
+        // (`GET /api/v1/stats`).
+        let counters = Arc::new(ConnectionCounters::new());
+        counters.register(arcly_rtmp::PROTOCOL);
+        counters.register(listen::PROTOCOL);
         let mut builder = Engine::builder()
             .max_publishers(config.max_publishers)
+            .observer(counters.clone())
             .authenticator(authenticator)
             .idle_timeout((config.idle_timeout_secs > 0).then(|| Duration::from_secs(config.idle_timeout_secs)))
             .inbound(Arc::new(rtmp));
@@ -105,7 +114,8 @@ impl Server {
         let token = CancellationToken::new();
         let ready = Arc::new(AtomicBool::new(false));
         let hls = config.hls.enabled.then(|| arcly_hls::Hls::new(engine.clone(), config.hls_config()));
-        let state = AppState::new(engine.clone(), config.clone(), hls.clone(), ready.clone(), token.clone());
+        let state =
+            AppState::new(engine.clone(), config.clone(), hls.clone(), counters.clone(), ready.clone(), token.clone());
         // Started before the engine runs, so it sees every stream from its
         // first frame.
         let hls_task = hls.map(|hls| {
@@ -119,21 +129,27 @@ impl Server {
         };
         let http_task = {
             let router = http::router(state);
-            let shutdown = token.clone();
-            tokio::spawn(async move {
-                axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-                    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                    .await
-            })
+            let limits = HttpLimits {
+                max_connections: config.http.max_connections,
+                max_connections_per_ip: config.http.max_connections_per_ip,
+                header_read_timeout: Duration::from_millis(config.http.header_read_timeout_ms),
+            };
+            tokio::spawn(listen::serve(listener, router, limits, engine.clone(), token.clone()))
         };
         ready.store(true, Ordering::Release);
         tracing::info!(rtmp = %rtmp_addr, http = %http_addr, apps = ?config.apps.iter().map(|a| &a.name).collect::<Vec<_>>(), "arcly started");
-        Ok(Self { engine, rtmp_addr, http_addr, token, engine_task, hls_task, http_task })
+        Ok(Self { engine, counters, rtmp_addr, http_addr, token, engine_task, hls_task, http_task })
     }
 
     /// The engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The connection counters of both listeners (what `GET /api/v1/stats`
+    /// shows).
+    pub fn connection_counters(&self) -> &ConnectionCounters {
+        &self.counters
     }
 
     /// The address the RTMP listener is bound to.
