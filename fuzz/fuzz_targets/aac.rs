@@ -1,4 +1,2 @@
-//! Fuzzes AudioSpecificConfig and ADTS: never panics on any input.
 #![no_main]
-
-libfuzzer_sys::fuzz_target!(|data: &[u8]| arcly_codec::aac::fuzz(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| arcly_fuzz::aac(data));

@@ -1,4 +1,2 @@
-//! Fuzzes Annex B splitting and length-prefixed conversion: never panics on any input.
 #![no_main]
-
-libfuzzer_sys::fuzz_target!(|data: &[u8]| arcly_codec::fuzzing::annexb(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| arcly_fuzz::annexb(data));

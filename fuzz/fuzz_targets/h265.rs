@@ -1,4 +1,2 @@
-//! Fuzzes H.265 SPS, hvcC and keyframe detection: never panics on any input.
 #![no_main]
-
-libfuzzer_sys::fuzz_target!(|data: &[u8]| arcly_codec::h265::fuzz(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| arcly_fuzz::h265(data));
