@@ -149,16 +149,23 @@ fn deny(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The fuzz workspace (excluded from ours) must at least build on stable.
+/// The fuzz workspace (excluded from ours): it builds on stable and its
+/// replay tests pass (every committed corpus and regression input through
+/// its target); then, with a nightly toolchain, every target runs for
+/// [`fuzz::SMOKE_SECONDS`](crate::fuzz::SMOKE_SECONDS) under libFuzzer.
 fn fuzz(root: &Path) -> Result<()> {
     let manifest = root.join("fuzz/Cargo.toml");
     if !manifest.is_file() {
         println!("no fuzz targets yet (fuzz/Cargo.toml does not exist)");
         return Ok(());
     }
-    // A build only, with plain stable cargo. A short libFuzzer smoke run of
-    // each target (cargo-fuzz, nightly) comes with the fuzzing issue.
-    exec(cargo(root, "build --manifest-path fuzz/Cargo.toml --locked"))
+    exec(cargo(root, "build --manifest-path fuzz/Cargo.toml --locked"))?;
+    exec(cargo(root, "test --manifest-path fuzz/Cargo.toml --locked"))?;
+    if !crate::fuzz::has_nightly(root) {
+        println!("{}", crate::fuzz::NO_NIGHTLY);
+        return Ok(());
+    }
+    crate::fuzz::run_targets(root, crate::fuzz::SMOKE_SECONDS, &[])
 }
 
 /// `cargo <args>` in `root`, using the cargo that runs us when known.

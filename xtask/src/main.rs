@@ -6,6 +6,7 @@
 
 mod bench;
 mod ci;
+mod fuzz;
 #[cfg(test)]
 mod tidy;
 mod workspace;
@@ -28,7 +29,14 @@ Commands:
           contains it (e.g. '1000 players, 232 kbit/s')
   ci      run every CI check in order, stopping at the first failure:
           fmt, clippy, features, peers, tests, loom, docs,
-          deny, fuzz
+          deny, fuzz (with the smoke run when a nightly toolchain exists)
+  fuzz --smoke [--seconds N] [target...]
+          run every fuzz target (or those named) for 20 s (or N s) each
+          with cargo-fuzz on nightly; fails on a crash (see FUZZING.md)
+  fuzz --seconds N target...
+          a longer run of the targets named
+  fuzz --seed
+          rewrite the seed corpora fuzz/corpus/*/seed-* from testdata/
   help    print this text
 ";
 
@@ -43,6 +51,7 @@ fn main() -> ExitCode {
         ["bench", what] => bench::run(what, None),
         ["bench", what, filter] => bench::run(what, Some(filter)),
         ["ci"] => ci::run(),
+        ["fuzz", rest @ ..] => fuzz::run(rest),
         _ => Err(format!("unknown command `{}`\n\n{USAGE}", args.join(" ")).into()),
     };
     match result {

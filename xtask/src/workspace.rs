@@ -79,6 +79,24 @@ pub(crate) fn members(root: &Path) -> Result<Vec<Crate>> {
         .collect()
 }
 
+/// The fuzz targets: the names of the `.rs` files in `fuzz/fuzz_targets/`,
+/// sorted.
+pub(crate) fn fuzz_targets(root: &Path) -> Result<Vec<String>> {
+    let dir = root.join("fuzz/fuzz_targets");
+    let entries = fs::read_dir(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    let mut targets = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| format!("cannot list {}: {e}", dir.display()))?.path();
+        if path.extension().is_some_and(|ext| ext == "rs")
+            && let Some(stem) = path.file_stem().and_then(|s| s.to_str())
+        {
+            targets.push(stem.to_owned());
+        }
+    }
+    targets.sort();
+    Ok(targets)
+}
+
 /// The lines of `[name]` in a TOML file, up to the next table header.
 pub(crate) fn section<'a>(toml: &'a str, name: &str) -> impl Iterator<Item = &'a str> {
     let header = format!("[{name}]");
