@@ -247,7 +247,14 @@ fn start_server(root: &Path, dir: &Path, server: &str, port: u16, http: u16, sc:
         let conf = dir.join("arcly.toml");
         let window = sc.window_ms.map(|w| format!("play_batch_window_ms = {w}\n")).unwrap_or_default();
         let hls = sc.play == Play::LlHls;
-        std::fs::write(&conf, format!("[rtmp]\nmax_connections = 20000\n{window}[hls]\nenabled = {hls}\n"))?;
+        // Every player comes from 127.0.0.1: no per-address limit.
+        std::fs::write(
+            &conf,
+            format!(
+                "[rtmp]\nmax_connections = 20000\nmax_connections_per_ip = 0\n{window}\
+                 [http]\nmax_connections = 20000\nmax_connections_per_ip = 0\n[hls]\nenabled = {hls}\n"
+            ),
+        )?;
         let bin = root.join("target/release/arcly");
         vec![
             bin.display().to_string(),
