@@ -41,7 +41,7 @@ use arcly_core::{ProtocolErrorKind, Result, StreamError};
 use async_trait::async_trait;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -106,7 +106,7 @@ impl RtmpServer {
     /// server and the address it listens on. Connections are accepted once
     /// the engine runs it.
     pub async fn bind(config: ServerConfig) -> io::Result<(Self, SocketAddr)> {
-        let listener = TcpListener::bind(config.listen).await?;
+        let listener = listen(config.listen)?;
         let local_addr = listener.local_addr()?;
         let server = Self { config: Arc::new(config), listener: Mutex::new(Some(listener)), local_addr };
         Ok((server, local_addr))
@@ -203,7 +203,7 @@ impl RefusalLog {
             RefuseReason::GlobalLimit => config.max_connections,
             _ => config.max_connections_per_ip,
         };
-        tracing::warn!(%peer, reason = why.as_str(), limit, refused = *since, "rtmp connection refused");
+        tracing::warn!(%peer, reason = %why, limit, refused = *since, "rtmp connection refused");
         *last = Some(now);
         *since = 0;
     }
@@ -228,11 +228,11 @@ impl Ticket {
 
     /// Logs and reports how the connection ended.
     fn close(mut self, end: End) {
-        let (peer, reason, detail) = (self.peer, end.reason.as_str(), &end.detail);
+        let (peer, reason, detail) = (self.peer, end.reason, &end.detail);
         if end.reason.is_normal() {
-            tracing::debug!(%peer, reason, detail = %detail, "rtmp connection closed");
+            tracing::debug!(%peer, %reason, %detail, "rtmp connection closed");
         } else {
-            tracing::info!(%peer, reason, detail = %detail, "rtmp connection closed");
+            tracing::info!(%peer, %reason, %detail, "rtmp connection closed");
         }
         self.engine.observer().connection_closed(PROTOCOL, self.peer, end.reason, &end.detail);
         self.closed = true;
@@ -250,6 +250,21 @@ impl Drop for Ticket {
             self.engine.observer().connection_closed(PROTOCOL, self.peer, reason, detail);
         }
     }
+}
+
+/// Pending connections the kernel queues for `accept` (the default of 128
+/// overflows in a burst of connections, and the kernel then holds the
+/// extra ones for seconds of SYN-ACK retries).
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// A listener on `addr` with [`LISTEN_BACKLOG`].
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    // As std's TcpListener::bind: a restarted server can bind at once.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// A player's subscription.
