@@ -11,7 +11,6 @@ use arcly_core::auth::{AllowAll, StreamAuthenticator};
 use arcly_core::engine::Engine;
 use arcly_core::observe::ConnectionCounters;
 use arcly_rtmp::RtmpServer;
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -84,7 +83,7 @@ impl Server {
             addr: config.rtmp.listen,
             error,
         })?;
-        let listener = TcpListener::bind(config.http.listen).await.map_err(|error| StartError::Bind {
+        let listener = listen::bind(config.http.listen).map_err(|error| StartError::Bind {
             listener: "http",
             addr: config.http.listen,
             error,
