@@ -393,6 +393,8 @@ fn rtmp(seeds: &mut Seeds) -> Result<()> {
     // Chunk streams after the handshake: a publisher's (Set Chunk Size to
     // 4096 first, commands, media) and a player's; the server's answer.
     seeds.add_cut("rtmp_chunk", "publish", 0x06, &publish_in[hello..]);
+    // Bit 6 of the seed byte: the encoder round trip too.
+    seeds.add_cut("rtmp_chunk", "publish-round-trip", 0x46, head(&publish_in[hello..], 512));
     seeds.add_cut("rtmp_chunk", "play-answer", 0x0b, head(&play_out[hello..], 8192));
     seeds.add_cut("rtmp_chunk", "encoder-small-chunks", 0x02, &small_chunks());
     seeds.add_cut("rtmp_server", "publish", 0x06, &publish_in[hello..]);

@@ -139,11 +139,11 @@ fn answer(digest: bool, pieces: &[&[u8]]) -> Answered {
 /// The chunk decoder:
 /// - on the input, whole and cut into pieces: the same messages and error
 ///   (tight limits when the seed's high bit is set, to reach them);
-/// - messages made from the input (chunk streams of all three header
-///   sizes, message streams, timestamps with deltas, jumps, backward steps
-///   and extended values, bodies in parts) cut into chunks by the encoder,
-///   with a chunk size change part way, and read back in pieces: the same
-///   messages.
+/// - when the seed's bit 6 is set, messages made from the input (chunk
+///   streams of all three header sizes, message streams, timestamps with
+///   deltas, jumps, backward steps and extended values, bodies in parts)
+///   cut into chunks by the encoder, with a chunk size change part way,
+///   and read back in pieces: the same messages.
 pub fn rtmp_chunk(data: &[u8]) {
     let (seed, stream) = split::seeded(data);
     let limits = if seed & 0x80 == 0 {
@@ -155,6 +155,9 @@ pub fn rtmp_chunk(data: &[u8]) {
     let pieces = decode(&limits, &split::pieces(seed, stream));
     assert_eq!(whole, pieces, "cutting the input changed the chunk decoder's messages");
 
+    if seed & 0x40 == 0 {
+        return;
+    }
     let (wire, want) = encode(stream);
     // Pieces of 16 bytes or more: the first half covers the small ones.
     let (got, error) = decode(&DecoderLimits::default(), &split::pieces(seed.rotate_left(4) | 0x04, &wire));
@@ -187,14 +190,16 @@ type Message = (u32, u8, u32, u32, Bytes);
 /// (Set Chunk Size, Abort and Window Acknowledgement Size do).
 const PLAIN_TYPES: [u8; 10] = [3, 4, 6, 8, 9, 15, 17, 18, 20, 22];
 
-/// Up to 32 messages, 8 bytes of `spec` each, as chunks; a Set Chunk Size
-/// goes before the message that the first byte picks.
+/// Up to 32 messages, 8 bytes of `spec` each, with bodies of 2 KiB in all
+/// (with chunks of a byte, more only slows the fuzzer down), as chunks; a
+/// Set Chunk Size goes before the message that the first byte picks.
 fn encode(spec: &[u8]) -> (Vec<u8>, Vec<Message>) {
     let mut encoder = ChunkEncoder::new();
     let mut parts = Vec::new();
     let mut want = Vec::new();
     let change_before = usize::from(spec.first().copied().unwrap_or(0) % 16);
     let mut timestamp = 0u32;
+    let mut budget = 2048;
     for (i, m) in spec.chunks_exact(8).take(32).enumerate() {
         if i == change_before {
             // 1..=65536, within the decoder's default limit.
@@ -217,7 +222,8 @@ fn encode(spec: &[u8]) -> (Vec<u8>, Vec<Message>) {
             3 => timestamp.wrapping_sub(u32::from(m[6])),
             _ => u32::from_le_bytes([m[2], m[6], m[7], m[1]]),
         };
-        let len = usize::from(m[7]) * usize::from(m[2] % 4 + 1);
+        let len = (usize::from(m[7]) * usize::from(m[2] % 4 + 1)).min(budget);
+        budget -= len;
         let body: Bytes = (0..len).map(|j| (j as u8).wrapping_mul(m[1]).wrapping_add(m[5])).collect();
         let cut = usize::from(m[6]).min(len);
         encoder.write(csid, type_id, stream_id, timestamp, &[body.slice(..cut), body.slice(cut..)], &mut parts);
