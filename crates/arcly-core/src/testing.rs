@@ -9,14 +9,16 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::bus::{Batch, FrameRef, RecvError, Subscriber};
 use crate::frame::{CodecId, FrameFlags, MediaFrame, Timebase};
-use crate::traits::{MediaSource, StorageBackend};
+use crate::traits::{MediaSource, ObjectWriter, StorageBackend};
 
 /// An endless synthetic H.264 (+ AAC) stream in decode order: config frames
 /// first, then video at a fixed rate with a keyframe every `gop` frames, and
@@ -150,10 +152,56 @@ pub async fn collect(sub: &mut Subscriber, n: usize) -> Result<Vec<FrameRef>, Re
     Ok(batch.to_refs())
 }
 
-/// A [`StorageBackend`] in memory.
+/// A [`StorageBackend`] in memory, with [appending](ObjectWriter), and
+/// faults to inject: failing writes ([`fail_writes`](Self::fail_writes))
+/// and a slow medium ([`write_delay`](Self::write_delay)).
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use arcly_core::testing::MemoryStorage;
+/// use arcly_core::traits::StorageBackend;
+/// use bytes::Bytes;
+/// let storage = MemoryStorage::default();
+/// let mut w = storage.open_writer("rec/a.ts").await.unwrap();
+/// w.append(&[Bytes::from_static(b"ab"), Bytes::from_static(b"c")]).await.unwrap();
+/// assert_eq!(storage.get("rec/a.ts").await.unwrap().unwrap(), &b"abc"[..]);
+/// storage.fail_writes(Some(std::io::ErrorKind::StorageFull));
+/// assert!(w.append(&[Bytes::from_static(b"d")]).await.is_err());
+/// # });
+/// ```
 #[derive(Debug, Default)]
 pub struct MemoryStorage {
+    shared: Arc<MemoryShared>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryShared {
     objects: Mutex<BTreeMap<String, Bytes>>,
+    faults: Mutex<Faults>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Faults {
+    fail: Option<io::ErrorKind>,
+    delay: Duration,
+}
+
+impl MemoryShared {
+    fn objects(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Bytes>> {
+        self.objects.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits out the write delay, then fails if writes are set to fail.
+    async fn before_write(&self, path: &str) -> crate::Result<()> {
+        let faults = *self.faults.lock().unwrap_or_else(|e| e.into_inner());
+        if !faults.delay.is_zero() {
+            tokio::time::sleep(faults.delay).await;
+        }
+        match faults.fail {
+            Some(kind) => Err(crate::StreamError::Io(io::Error::new(kind, format!("injected failure writing {path}")))),
+            None => Ok(()),
+        }
+    }
 }
 
 impl MemoryStorage {
@@ -165,7 +213,19 @@ impl MemoryStorage {
     }
 
     fn objects(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Bytes>> {
-        self.objects.lock().unwrap_or_else(|e| e.into_inner())
+        self.shared.objects()
+    }
+
+    /// From now on every write (`put`, `open_writer`, `append`, `sync`)
+    /// fails with an I/O error of `kind` (e.g. `StorageFull`), or, with
+    /// `None`, works again. Reads keep working.
+    pub fn fail_writes(&self, kind: Option<io::ErrorKind>) {
+        self.shared.faults.lock().unwrap_or_else(|e| e.into_inner()).fail = kind;
+    }
+
+    /// From now on every write waits `delay` first (a slow disk).
+    pub fn write_delay(&self, delay: Duration) {
+        self.shared.faults.lock().unwrap_or_else(|e| e.into_inner()).delay = delay;
     }
 }
 
@@ -173,6 +233,7 @@ impl MemoryStorage {
 impl StorageBackend for MemoryStorage {
     async fn put(&self, path: &str, data: Bytes) -> crate::Result<()> {
         Self::check(path)?;
+        self.shared.before_write(path).await?;
         self.objects().insert(path.to_owned(), data);
         Ok(())
     }
@@ -195,6 +256,50 @@ impl StorageBackend for MemoryStorage {
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(k, _)| k.clone())
             .collect())
+    }
+
+    async fn open_writer(&self, path: &str) -> crate::Result<Box<dyn ObjectWriter>> {
+        Self::check(path)?;
+        self.shared.before_write(path).await?;
+        let mut objects = self.objects();
+        if objects.contains_key(path) {
+            return Err(crate::StreamError::Io(io::Error::new(io::ErrorKind::AlreadyExists, format!("{path} exists"))));
+        }
+        objects.insert(path.to_owned(), Bytes::new());
+        Ok(Box::new(MemoryWriter { shared: self.shared.clone(), path: path.to_owned(), len: 0 }))
+    }
+}
+
+/// An object of a [`MemoryStorage`] being appended to.
+#[derive(Debug)]
+struct MemoryWriter {
+    shared: Arc<MemoryShared>,
+    path: String,
+    len: u64,
+}
+
+#[async_trait]
+impl ObjectWriter for MemoryWriter {
+    async fn append(&mut self, parts: &[Bytes]) -> crate::Result<()> {
+        self.shared.before_write(&self.path).await?;
+        let mut objects = self.shared.objects();
+        let old = objects.get(&self.path).cloned().unwrap_or_default();
+        let mut data = Vec::with_capacity(old.len() + parts.iter().map(Bytes::len).sum::<usize>());
+        data.extend_from_slice(&old);
+        for p in parts {
+            data.extend_from_slice(p);
+        }
+        self.len = data.len() as u64;
+        objects.insert(self.path.clone(), Bytes::from(data));
+        Ok(())
+    }
+
+    async fn sync(&mut self) -> crate::Result<()> {
+        self.shared.before_write(&self.path).await
+    }
+
+    fn len(&self) -> u64 {
+        self.len
     }
 }
 
@@ -236,5 +341,26 @@ mod tests {
         assert!(s.put("/abs", Bytes::new()).await.is_err());
         s.delete("a/1.ts").await.unwrap();
         assert_eq!(s.get("a/1.ts").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn memory_storage_appends_and_injects_faults() {
+        let s = MemoryStorage::default();
+        let mut w = s.open_writer("r/1.mp4").await.unwrap();
+        assert!(w.is_empty());
+        w.append(&[Bytes::from_static(b"ab")]).await.unwrap();
+        w.append(&[Bytes::from_static(b"c"), Bytes::from_static(b"de")]).await.unwrap();
+        assert_eq!(w.len(), 5);
+        assert_eq!(s.get("r/1.mp4").await.unwrap().unwrap(), &b"abcde"[..]);
+        let e = s.open_writer("r/1.mp4").await.err().unwrap();
+        assert!(matches!(&e, crate::StreamError::Io(io) if io.kind() == io::ErrorKind::AlreadyExists), "{e}");
+        s.fail_writes(Some(io::ErrorKind::StorageFull));
+        let e = w.append(&[Bytes::from_static(b"f")]).await.unwrap_err();
+        assert!(matches!(&e, crate::StreamError::Io(io) if io.kind() == io::ErrorKind::StorageFull), "{e}");
+        assert!(s.put("r/x", Bytes::new()).await.is_err());
+        assert_eq!(s.get("r/1.mp4").await.unwrap().unwrap().len(), 5, "reads still work");
+        s.fail_writes(None);
+        w.append(&[Bytes::from_static(b"f")]).await.unwrap();
+        assert_eq!(s.get("r/1.mp4").await.unwrap().unwrap(), &b"abcdef"[..]);
     }
 }
