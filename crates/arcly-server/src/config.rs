@@ -33,6 +33,8 @@ use arcly_core::engine::AppSpec;
 use arcly_core::identity::AppName;
 use serde::{Deserialize, Serialize};
 
+pub use crate::record::RecordSettings;
+
 /// The environment variables [`Config::apply_env`] reads, with the key each
 /// sets (`ARCLY_CONFIG` is read by the command line).
 pub const ENV_VARS: &[(&str, &str)] = &[
@@ -78,6 +80,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// HLS and LL-HLS packaging.
     pub hls: HlsSettings,
+    /// Recording to files.
+    pub record: RecordSettings,
     /// The applications (`[[app]]` tables). Given in a file, they replace
     /// the default application `live`.
     #[serde(rename = "app")]
@@ -93,6 +97,7 @@ impl Default for Config {
             rtmp: RtmpConfig::default(),
             http: HttpConfig::default(),
             hls: HlsSettings::default(),
+            record: RecordSettings::default(),
             apps: vec![AppConfig::default()],
         }
     }
@@ -393,6 +398,7 @@ impl Config {
         if !(100..=30_000).contains(&s.blocking_timeout_ms) {
             return Err(err("hls.blocking_timeout_ms", "must be between 100 and 30000"));
         }
+        self.record.validate()?;
         if self.apps.is_empty() {
             return Err(err("app", "at least one [[app]] is needed"));
         }

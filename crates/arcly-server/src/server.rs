@@ -10,6 +10,7 @@ use std::time::Duration;
 use arcly_core::auth::{AllowAll, StreamAuthenticator};
 use arcly_core::engine::Engine;
 use arcly_core::observe::ConnectionCounters;
+use arcly_record::Recorder;
 use arcly_rtmp::RtmpServer;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -21,6 +22,8 @@ use crate::listen::{self, HttpLimits};
 /// How long [`Server::wait`] lets HTTP connections finish after shutdown
 /// before dropping them.
 const HTTP_DRAIN: Duration = Duration::from_secs(5);
+/// How long [`Server::wait`] lets recordings finish after shutdown.
+const RECORD_DRAIN: Duration = Duration::from_secs(12);
 
 /// Why the server could not start.
 #[derive(Debug)]
@@ -60,6 +63,8 @@ pub struct Server {
     token: CancellationToken,
     engine_task: JoinHandle<arcly_core::Result<()>>,
     hls_task: Option<JoinHandle<()>>,
+    recorder: Option<Recorder>,
+    record_task: Option<JoinHandle<()>>,
     http_task: JoinHandle<std::io::Result<()>>,
 }
 
@@ -109,6 +114,7 @@ impl Server {
             builder = builder.application(app.to_spec());
         }
         let engine = builder.try_build().map_err(|e| StartError::Config(ConfigError(format!("app: {e}"))))?;
+        let recorder = config.record.recorder(&engine).map_err(StartError::Config)?;
 
         let token = CancellationToken::new();
         let ready = Arc::new(AtomicBool::new(false));
@@ -120,6 +126,11 @@ impl Server {
         let hls_task = hls.map(|hls| {
             let token = token.clone();
             tokio::spawn(async move { hls.run(token).await })
+        });
+        // Likewise: recordings start at a stream's first keyframe.
+        let record_task = recorder.clone().map(|recorder| {
+            let token = token.clone();
+            tokio::spawn(async move { recorder.run(token).await })
         });
 
         let engine_task = {
@@ -137,7 +148,18 @@ impl Server {
         };
         ready.store(true, Ordering::Release);
         tracing::info!(rtmp = %rtmp_addr, http = %http_addr, apps = ?config.apps.iter().map(|a| &a.name).collect::<Vec<_>>(), "arcly started");
-        Ok(Self { engine, counters, rtmp_addr, http_addr, token, engine_task, hls_task, http_task })
+        Ok(Self {
+            engine,
+            counters,
+            rtmp_addr,
+            http_addr,
+            token,
+            engine_task,
+            hls_task,
+            recorder,
+            record_task,
+            http_task,
+        })
     }
 
     /// The engine.
@@ -149,6 +171,11 @@ impl Server {
     /// shows).
     pub fn connection_counters(&self) -> &ConnectionCounters {
         &self.counters
+    }
+
+    /// The recorder, when `[record]` is enabled (its counters, for metrics).
+    pub fn recorder(&self) -> Option<&Recorder> {
+        self.recorder.as_ref()
     }
 
     /// The address the RTMP listener is bound to.
@@ -183,7 +210,7 @@ impl Server {
     /// [`Server::shutdown`], or after either fails), giving HTTP connections
     /// a few seconds to finish. Returns the first error.
     pub async fn wait(self) -> Result<(), String> {
-        let Self { engine, token, engine_task, hls_task, mut http_task, .. } = self;
+        let Self { engine, token, engine_task, hls_task, record_task, mut http_task, .. } = self;
         let engine_result = match engine_task.await {
             Ok(r) => r.map_err(|e| format!("engine stopped: {e}")),
             Err(e) => Err(format!("engine task failed: {e}")),
@@ -203,6 +230,13 @@ impl Server {
         if let Some(mut task) = hls_task
             && tokio::time::timeout(HTTP_DRAIN, &mut task).await.is_err()
         {
+            task.abort();
+        }
+        // Recordings close their open file and end their playlist.
+        if let Some(mut task) = record_task
+            && tokio::time::timeout(RECORD_DRAIN, &mut task).await.is_err()
+        {
+            tracing::warn!(after = ?RECORD_DRAIN, "recordings did not finish; dropping them");
             task.abort();
         }
         engine_result.and(http_result)
