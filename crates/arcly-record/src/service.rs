@@ -28,10 +28,17 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub const HEALTH_CHECK: &str = "recorder";
 
 /// One stream's state as the health check sees it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct StreamState {
+    /// The stream being recorded. A stream ends (is closed) before another
+    /// is published under its name.
+    current: StreamHandle,
     /// Why its recording is stopped, while it is.
     failure: Option<String>,
+    /// Published again while its task was still finishing the previous
+    /// stream's recording: the new stream, subscribed at once so that no
+    /// frame is missed, which the task records next.
+    next: Option<(StreamHandle, Subscriber)>,
 }
 
 struct Inner {
@@ -221,14 +228,25 @@ impl Recorder {
         if !self.inner.config.matches(&id) {
             return;
         }
-        let Some(handle) = self.inner.engine.lookup(&id) else { return };
-        {
+        let handle = {
             let mut streams = self.inner.streams();
-            if streams.contains_key(&id) {
+            if let Some(state) = streams.get_mut(&id) {
+                // Its task still runs. If the stream it records ended, this
+                // is a new one: queue it (looked up now, after that check,
+                // so it is not the ended one).
+                if state.current.is_closed()
+                    && state.next.is_none()
+                    && let Some(handle) = self.inner.engine.lookup(&id)
+                {
+                    let subscriber = handle.subscribe();
+                    state.next = Some((handle, subscriber));
+                }
                 return;
             }
-            streams.insert(id.clone(), StreamState::default());
-        }
+            let Some(handle) = self.inner.engine.lookup(&id) else { return };
+            streams.insert(id.clone(), StreamState { current: handle.clone(), failure: None, next: None });
+            handle
+        };
         let task = StreamTask::new(self.inner.clone(), id, &handle);
         tasks.spawn(task.run(shutdown.clone()));
     }
@@ -265,13 +283,52 @@ impl StreamTask {
         )
     }
 
+    /// Records the stream until it ends, then any stream published again
+    /// under its name meanwhile (a new recording each).
     async fn run(mut self, shutdown: CancellationToken) {
+        loop {
+            self.record(&shutdown).await;
+            if let Some(mut sink) = self.sink.take()
+                && let Err(e) = sink.finish().await
+            {
+                self.failed(&mut sink, &e).await;
+            }
+            if shutdown.is_cancelled() {
+                self.inner.streams().remove(&self.id);
+                return;
+            }
+            // Deciding and leaving under the lock: a `Published` seen by
+            // `follow` from now on starts a task of its own.
+            let next = {
+                let mut streams = self.inner.streams();
+                let state = streams.get_mut(&self.id);
+                match state.and_then(|state| state.next.take().map(|next| (state, next))) {
+                    Some((state, (handle, subscriber))) => {
+                        state.current = handle;
+                        subscriber
+                    }
+                    None => {
+                        streams.remove(&self.id);
+                        return;
+                    }
+                }
+            };
+            tracing::debug!(stream = %self.id, "recorder: published again");
+            self.subscriber = next;
+            self.configs = [None, None];
+            self.retry_at = None;
+            self.sink = Some(self.new_sink());
+        }
+    }
+
+    /// Feeds the sink until the stream ends or shutdown.
+    async fn record(&mut self, shutdown: &CancellationToken) {
         tracing::debug!(stream = %self.id, "recorder: following");
         let mut batch = Batch::new();
         let mut skips = self.subscriber.skips();
         loop {
             let received = tokio::select! {
-                () = shutdown.cancelled() => break,
+                () = shutdown.cancelled() => return,
                 r = self.subscriber.recv_batch(&mut batch, BATCH_MAX) => r,
             };
             match received {
@@ -282,16 +339,19 @@ impl StreamTask {
                     // on from the next keyframe.
                     match self.inner.engine.lookup(&self.id) {
                         Some(h) => {
+                            if let Some(state) = self.inner.streams().get_mut(&self.id) {
+                                state.current = h.clone();
+                            }
                             self.subscriber = h.subscribe();
                             skips = self.subscriber.skips();
                             continue;
                         }
-                        None => break,
+                        None => return,
                     }
                 }
                 Err(e) => {
                     tracing::debug!(stream = %self.id, reason = %e, "recorder: stream ended");
-                    break;
+                    return;
                 }
             }
             if self.subscriber.skips() != skips {
@@ -304,12 +364,6 @@ impl StreamTask {
             }
             batch.clear();
         }
-        if let Some(mut sink) = self.sink.take()
-            && let Err(e) = sink.finish().await
-        {
-            self.failed(&mut sink, &e).await;
-        }
-        self.inner.streams().remove(&self.id);
     }
 
     async fn write(&mut self, frame: &MediaFrame) {

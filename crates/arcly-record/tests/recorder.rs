@@ -236,3 +236,32 @@ async fn a_sink_that_failed_lists_what_it_wrote_and_ends_its_playlist() {
     assert!(playlist.contains("#EXTINF:2.00000,") && playlist.contains(name), "{playlist}");
     assert!(playlist.ends_with("#EXT-X-ENDLIST\n"), "{playlist}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_published_again_while_its_recording_ends_is_recorded_too() {
+    let engine = engine(600);
+    let storage = Arc::new(MemoryStorage::default());
+    let (recorder, token) = start(&engine, storage.clone(), config());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let first = publish(&engine, "live/again").await;
+    frames(&first, 0, 30, Duration::from_millis(1)).await;
+    eventually("recording", || recorder.stats().files_opened == 2).await;
+    // Ending the recording takes a while (a slow disk); the publisher
+    // comes back meanwhile.
+    storage.write_delay(Duration::from_millis(300));
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second = publish(&engine, "live/again").await;
+    storage.write_delay(Duration::ZERO);
+    frames(&second, 0, 60, Duration::from_millis(2)).await;
+    drop(second);
+    eventually("two recordings", || {
+        let s = recorder.stats();
+        s.recordings_started == 2 && s.recordings_active == 0
+    })
+    .await;
+    let playlists: Vec<String> =
+        storage.list("live/again/").await.unwrap().into_iter().filter(|p| p.ends_with(".m3u8")).collect();
+    assert_eq!(playlists.len(), 2, "{playlists:?}");
+    token.cancel();
+}
