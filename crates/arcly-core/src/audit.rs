@@ -63,6 +63,9 @@ pub struct AuditEvent {
     pub protocol: &'static str,
     /// The peer, when known.
     pub peer: Option<SocketAddr>,
+    /// For a refusal, its machine-readable code
+    /// ([`Denial::code`](crate::auth::Denial::code), e.g. `"expired"`).
+    pub code: Option<&'static str>,
     /// Why (refusal reason, end reason); empty when there is nothing to say.
     pub reason: String,
 }
@@ -70,7 +73,13 @@ pub struct AuditEvent {
 impl AuditEvent {
     /// An event stamped now.
     pub fn now(action: AuditAction, stream: StreamId, protocol: &'static str, peer: Option<SocketAddr>) -> Self {
-        Self { time: SystemTime::now(), action, stream, protocol, peer, reason: String::new() }
+        Self { time: SystemTime::now(), action, stream, protocol, peer, code: None, reason: String::new() }
+    }
+
+    /// Sets the code.
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
     }
 
     /// Sets the reason.
@@ -84,11 +93,12 @@ impl AuditEvent {
     /// ```
     /// use arcly_core::audit::{AuditAction, AuditEvent};
     /// let mut e = AuditEvent::now(AuditAction::Refused, "live/x".parse().unwrap(), "rtmp", None)
+    ///     .with_code("expired")
     ///     .with_reason("bad \"token\"");
     /// e.time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1500);
     /// assert_eq!(
     ///     e.to_json_line(),
-    ///     r#"{"ts_ms":1500,"action":"refused","stream":"live/x","protocol":"rtmp","peer":null,"reason":"bad \"token\""}"#
+    ///     r#"{"ts_ms":1500,"action":"refused","stream":"live/x","protocol":"rtmp","peer":null,"code":"expired","reason":"bad \"token\""}"#
     /// );
     /// ```
     pub fn to_json_line(&self) -> String {
@@ -101,6 +111,11 @@ impl AuditEvent {
         s.push_str(",\"peer\":");
         match self.peer {
             Some(p) => json_string(&mut s, &p.to_string()),
+            None => s.push_str("null"),
+        }
+        s.push_str(",\"code\":");
+        match self.code {
+            Some(c) => json_string(&mut s, c),
             None => s.push_str("null"),
         }
         s.push_str(",\"reason\":");

@@ -27,7 +27,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::{AuditAction, AuditEvent, AuditPipeline, AuditSink};
-use crate::auth::{Action, AllowAll, AuthRequest, Credentials, StreamAuthenticator};
+use crate::auth::{Action, AllowAll, AuthRequest, Credentials, Denial, StreamAuthenticator};
 use crate::bus::{
     self, BatchClock, BusConfig, EventBus, StreamEvent, StreamHandle, StreamPublisher, StreamQos, Subscriber,
 };
@@ -464,17 +464,29 @@ impl Engine {
     }
 
     /// Asks the authenticator whether `credentials` may do `action` on
-    /// `stream`; on refusal, reports to the observer, audits and returns the
-    /// error to give the peer. [`Engine::begin_publish`] and [`Engine::play`]
+    /// `stream`; on refusal, logs the [`Denial`] (code and message, at info
+    /// level), reports it to the observer, audits it and returns the error
+    /// to give the peer. [`Engine::begin_publish`] and [`Engine::play`]
     /// call it; outputs that serve a stream without subscribing to it (HLS
     /// playlists) call it directly.
     pub async fn authorize(&self, action: Action, stream: &StreamId, credentials: &Credentials) -> Result<()> {
         let request = AuthRequest { action, stream, credentials };
         match self.inner.authenticator.authorize(request).await {
             Ok(()) => Ok(()),
-            Err(reason) => {
-                self.refused(stream, action, credentials.protocol, credentials.peer, &reason);
-                Err(StreamError::Unauthorized { action: action.as_str(), stream: stream.clone(), reason })
+            Err(denial) => {
+                let protocol = credentials.protocol;
+                let peer = credentials.peer.map(|p| p.to_string());
+                tracing::info!(
+                    %stream,
+                    action = action.as_str(),
+                    protocol,
+                    peer = peer.as_deref().unwrap_or("-"),
+                    code = denial.code,
+                    reason = %denial.message,
+                    "authorization denied"
+                );
+                self.refused(stream, action, protocol, credentials.peer, &denial);
+                Err(StreamError::Unauthorized { action: action.as_str(), stream: stream.clone(), reason: denial })
             }
         }
     }
@@ -485,12 +497,16 @@ impl Engine {
         action: Action,
         protocol: &'static str,
         peer: Option<SocketAddr>,
-        reason: &str,
+        denial: &Denial,
     ) {
-        self.inner.observer.request_refused(stream, action.as_str(), reason);
-        self.audit_event(|| AuditEvent::now(AuditAction::Refused, stream.clone(), protocol, peer).with_reason(reason));
+        self.inner.observer.request_refused(stream, action.as_str(), denial);
+        self.audit_event(|| {
+            AuditEvent::now(AuditAction::Refused, stream.clone(), protocol, peer)
+                .with_code(denial.code)
+                .with_reason(denial.message.clone())
+        });
         if action == Action::Publish {
-            self.inner.events.emit(StreamEvent::PublishRejected { stream: stream.clone(), reason: reason.to_owned() });
+            self.inner.events.emit(StreamEvent::PublishRejected { stream: stream.clone(), reason: denial.to_string() });
         }
     }
 
@@ -525,7 +541,7 @@ impl Engine {
                 Ok(PublishSession::new(self.clone(), stream, session, publisher, protocol, peer, resumed))
             }
             Err(e) => {
-                self.refused(&stream, Action::Publish, protocol, peer, &e.to_string());
+                self.refused(&stream, Action::Publish, protocol, peer, &refusal(&e));
                 Err(e)
             }
         }
@@ -847,6 +863,19 @@ impl PlaybackRegistry for Engine {
     fn list(&self) -> Vec<StreamInfo> {
         self.streams()
     }
+}
+
+/// The denial recorded for a publish the engine itself refused (after the
+/// authenticator allowed it).
+fn refusal(e: &StreamError) -> Denial {
+    let code = match e {
+        StreamError::AlreadyPublishing(_) => "already_publishing",
+        StreamError::UnknownApp(_) => "unknown_app",
+        StreamError::LimitReached { .. } => "limit_reached",
+        StreamError::InvalidName(_) => "invalid_name",
+        _ => "refused",
+    };
+    Denial::new(code, e.to_string())
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use crate::auth::Denial;
 use crate::identity::{NameError, StreamId};
 
 /// The crate's result type.
@@ -89,7 +90,7 @@ pub enum StreamError {
         /// The stream.
         stream: StreamId,
         /// The authenticator's reason.
-        reason: String,
+        reason: Denial,
     },
     /// The application is not configured on this engine.
     #[error("unknown application {0:?}")]

@@ -40,6 +40,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use crate::auth::Denial;
 use crate::identity::StreamId;
 
 /// Why a connection ended, by category. The text of the log line says
@@ -152,8 +153,9 @@ pub trait Observer: Send + Sync + 'static {
     fn publish_started(&self, _stream: &StreamId, _protocol: &'static str, _peer: Option<SocketAddr>) {}
     /// A publisher stopped; `reason` says why.
     fn publish_ended(&self, _stream: &StreamId, _reason: &str) {}
-    /// A publish or play request was refused.
-    fn request_refused(&self, _stream: &StreamId, _action: &'static str, _reason: &str) {}
+    /// A publish or play request was refused; `denial.code` is a stable
+    /// category (a metrics label), `denial.message` the detail.
+    fn request_refused(&self, _stream: &StreamId, _action: &'static str, _denial: &Denial) {}
     /// A player started.
     fn play_started(&self, _stream: &StreamId, _protocol: &'static str) {}
     /// A player stopped.
@@ -188,8 +190,8 @@ impl Observer for StandardTelemetry {
         tracing::info!(%stream, reason, "publish ended");
     }
 
-    fn request_refused(&self, stream: &StreamId, action: &'static str, reason: &str) {
-        tracing::warn!(%stream, action, reason, "request refused");
+    fn request_refused(&self, stream: &StreamId, action: &'static str, denial: &Denial) {
+        tracing::warn!(%stream, action, code = denial.code, reason = %denial.message, "request refused");
     }
 
     fn play_started(&self, stream: &StreamId, protocol: &'static str) {
@@ -252,8 +254,8 @@ impl Observer for Observers {
         self.list.iter().for_each(|o| o.publish_ended(stream, reason));
     }
 
-    fn request_refused(&self, stream: &StreamId, action: &'static str, reason: &str) {
-        self.list.iter().for_each(|o| o.request_refused(stream, action, reason));
+    fn request_refused(&self, stream: &StreamId, action: &'static str, denial: &Denial) {
+        self.list.iter().for_each(|o| o.request_refused(stream, action, denial));
     }
 
     fn play_started(&self, stream: &StreamId, protocol: &'static str) {

@@ -537,7 +537,7 @@ impl Connection {
     }
 
     fn credentials(&self, query: Option<String>) -> Credentials {
-        Credentials { query, peer: Some(self.peer), protocol: PROTOCOL }
+        Credentials { query, peer: Some(self.peer), protocol: PROTOCOL, bearer: None }
     }
 
     fn publish_media(&mut self, media: &mut Vec<MediaFrame>) -> Outcome {

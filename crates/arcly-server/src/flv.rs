@@ -30,7 +30,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arcly_core::StreamError;
-use arcly_core::auth::Credentials;
 use arcly_core::bus::{Batch, Pacer, RecvError};
 use arcly_core::frame::{CodecId, FrameFlags, MediaFrame, Timebase};
 use arcly_core::inbound::PlaySession;
@@ -39,12 +38,12 @@ use arcly_mux::flv::{FlvHeader, FlvWriter};
 use axum::Extension;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::http::{AppState, error, no_stream, stream_id};
+use crate::http::{AppState, credentials, error, no_stream, stream_id};
 use crate::listen::ConnectionCloser;
 
 /// The protocol name given to the engine (authorization, audit).
@@ -58,6 +57,7 @@ pub(crate) async fn play(
     State(state): State<AppState>,
     Path((app, file)): Path<(String, String)>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     closer: Option<Extension<ConnectionCloser>>,
 ) -> Response {
@@ -67,7 +67,7 @@ pub(crate) async fn play(
     let Some(id) = stream_id(&app, key) else {
         return no_stream(&app, key);
     };
-    let creds = Credentials { query, peer: Some(peer), protocol: PROTOCOL };
+    let creds = credentials(query, &headers, peer);
     let http = &state.config.http;
     let played = if http.play_wait_ms == 0 {
         state.engine.play(&id, PROTOCOL, &creds).await

@@ -11,6 +11,14 @@
 //! | `ts/index.m3u8` | classic HLS playlist (MPEG-TS) | `no-cache` |
 //! | `ts/seg{msn}.ts` | MPEG-TS segments | `max-age=30` |
 //!
+//! Every request is authorized to play (segment names are predictable).
+//! A playlist carries its query string (`?token=...`, without the `_HLS_*`
+//! directives) into every URI it lists, so a player given one URL with a
+//! token in it (hls.js, Safari, ffmpeg) fetches the parts, segments and
+//! init sections with the same token. A token sent as `Authorization:
+//! Bearer` is not copied into URIs: the player must send the header with
+//! every request (hls.js: `xhrSetup`).
+//!
 //! A blocking reload (`_HLS_msn`) answers once that segment (or part)
 //! exists; segments and parts are sent as the packager's buffers, without a
 //! copy, with a `Content-Length`.
@@ -26,11 +34,11 @@ use arcly_core::identity::StreamId;
 use arcly_hls::{HlsError, PlaylistKind, PlaylistRequest};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Query, RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
-use crate::http::{AppState, error, no_stream, stream_id};
+use crate::http::{AppState, credentials, error, no_stream, stream_id};
 
 const PLAYLIST: &str = "application/vnd.apple.mpegurl";
 const MP4: &str = "video/mp4";
@@ -47,9 +55,8 @@ type Params = Query<HashMap<String, String>>;
 /// predictable); playlists pass their query string on in every URI they
 /// list, so a player that got the playlist with a token fetches the rest
 /// with it.
-async fn refused(state: &AppState, id: &StreamId, query: Option<String>, peer: SocketAddr) -> Option<Response> {
-    let creds = Credentials { query, peer: Some(peer), protocol: crate::flv::PROTOCOL };
-    match state.engine.authorize(Action::Play, id, &creds).await {
+async fn refused(state: &AppState, id: &StreamId, creds: &Credentials) -> Option<Response> {
+    match state.engine.authorize(Action::Play, id, creds).await {
         Ok(()) => None,
         Err(e) => Some(error(StatusCode::FORBIDDEN, e.to_string())),
     }
@@ -61,14 +68,13 @@ async fn admit<'a>(
     state: &'a AppState,
     app: &str,
     key: &str,
-    query: Option<String>,
-    peer: SocketAddr,
+    creds: Credentials,
 ) -> Result<(&'a arcly_hls::Hls, StreamId, Option<String>), Response> {
     let (Some(hls), Some(id)) = (state.hls.as_ref(), stream_id(app, key)) else {
         return Err(no_stream(app, key));
     };
-    let token = token_query(query.as_deref());
-    match refused(state, &id, query, peer).await {
+    let token = token_query(creds.query.as_deref());
+    match refused(state, &id, &creds).await {
         Some(refusal) => Err(refusal),
         None => Ok((hls, id, token)),
     }
@@ -80,9 +86,10 @@ pub(crate) async fn file(
     Path((app, key, file)): Path<(String, String, String)>,
     Query(params): Params,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
 ) -> Response {
-    let (hls, id, token) = match admit(&state, &app, &key, query, peer).await {
+    let (hls, id, token) = match admit(&state, &app, &key, credentials(query, &headers, peer)).await {
         Ok(admitted) => admitted,
         Err(response) => return response,
     };
@@ -113,9 +120,10 @@ pub(crate) async fn ts_file(
     Path((app, key, file)): Path<(String, String, String)>,
     Query(params): Params,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
 ) -> Response {
-    let (hls, id, token) = match admit(&state, &app, &key, query, peer).await {
+    let (hls, id, token) = match admit(&state, &app, &key, credentials(query, &headers, peer)).await {
         Ok(admitted) => admitted,
         Err(response) => return response,
     };

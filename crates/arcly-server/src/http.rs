@@ -11,20 +11,22 @@
 //! | `GET /healthz` | the engine's health checks; 503 when unhealthy |
 //! | `GET /readyz` | 200 once the listeners are bound, 503 when stopping |
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use arcly_core::auth::Credentials;
 use arcly_core::engine::Engine;
 use arcly_core::health::HealthStatus;
 use arcly_core::identity::{AppName, StreamId, StreamKey};
 use arcly_core::observe::ConnectionCounters;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
-use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 use crate::config::Config;
 
@@ -77,7 +79,10 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
     } else {
         AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
     };
-    CorsLayer::new().allow_origin(allow).allow_methods([Method::GET, Method::HEAD, Method::OPTIONS]).allow_headers(Any)
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::HEAD, Method::OPTIONS])
+        .allow_headers(AllowHeaders::mirror_request())
 }
 
 async fn not_found() -> Response {
@@ -89,6 +94,17 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response 
     let mut body = message.into();
     body.push('\n');
     (status, [(header::CACHE_CONTROL, "no-cache")], body).into_response()
+}
+
+/// What a player's request presents to the authenticator: the query string
+/// (`?token=...`), an `Authorization: Bearer` token and the peer's address.
+pub(crate) fn credentials(query: Option<String>, headers: &HeaderMap, peer: SocketAddr) -> Credentials {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(Credentials::bearer_from_header)
+        .map(str::to_owned);
+    Credentials { query, peer: Some(peer), protocol: crate::flv::PROTOCOL, bearer }
 }
 
 /// The stream `app/key`, or `None` for a name that cannot exist.

@@ -132,7 +132,7 @@ struct TokenAuth;
 
 #[async_trait::async_trait]
 impl arcly_core::auth::StreamAuthenticator for TokenAuth {
-    async fn authorize(&self, request: arcly_core::auth::AuthRequest<'_>) -> Result<(), String> {
+    async fn authorize(&self, request: arcly_core::auth::AuthRequest<'_>) -> Result<(), arcly_core::auth::Denial> {
         match request.action {
             arcly_core::auth::Action::Publish => Ok(()),
             arcly_core::auth::Action::Play if request.credentials.query_param("token") == Some("secret") => {

@@ -64,7 +64,7 @@ struct ReadmeDoctests;
 /// ```
 pub mod prelude {
     pub use arcly_core::audit::{AuditEvent, AuditPipeline, AuditSink, FileAuditSink};
-    pub use arcly_core::auth::{Action, AllowAll, AuthRequest, Credentials, StreamAuthenticator};
+    pub use arcly_core::auth::{Action, AllowAll, AuthRequest, Credentials, Denial, StreamAuthenticator};
     pub use arcly_core::bus::{
         Batch, BusConfig, EventBus, FrameRef, RecvError, StreamEvent, StreamHandle, StreamPublisher, StreamQos,
         Subscriber,

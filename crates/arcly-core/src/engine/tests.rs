@@ -127,11 +127,11 @@ struct DenyPlay;
 
 #[async_trait]
 impl StreamAuthenticator for DenyPlay {
-    async fn authorize(&self, req: AuthRequest<'_>) -> std::result::Result<(), String> {
+    async fn authorize(&self, req: AuthRequest<'_>) -> std::result::Result<(), Denial> {
         match (req.action, req.credentials.query_param("token")) {
             (Action::Publish, Some("secret")) => Ok(()),
             (Action::Publish, _) => Err("bad token".into()),
-            (Action::Play, _) => Err("playback disabled".into()),
+            (Action::Play, _) => Err(Denial::new("playback_off", "playback disabled")),
         }
     }
 }
@@ -141,7 +141,8 @@ struct Collect(StdMutex<Vec<String>>);
 
 impl AuditSink for Arc<Collect> {
     fn write(&self, event: &AuditEvent) -> std::io::Result<()> {
-        self.0.lock().unwrap().push(format!("{} {}", event.action.as_str(), event.reason));
+        let code = event.code.unwrap_or("-");
+        self.0.lock().unwrap().push(format!("{} {code} {}", event.action.as_str(), event.reason));
         Ok(())
     }
 }
@@ -156,7 +157,7 @@ async fn authorization_refusals_are_errors_and_audited() {
         .build();
     let bad =
         engine.begin_publish(id("live/a"), "test", &Credentials::with_query("test", "token=nope")).await.unwrap_err();
-    assert_eq!(bad.to_string(), "not authorized to publish live/a: bad token");
+    assert_eq!(bad.to_string(), "not authorized to publish live/a: denied: bad token");
     let ok =
         engine.begin_publish(id("live/a"), "test", &Credentials::with_query("test", "token=secret")).await.unwrap();
     let play = engine.play(ok.id(), "test", &creds()).await.unwrap_err();
@@ -169,7 +170,12 @@ async fn authorization_refusals_are_errors_and_audited() {
     let lines = audit.0.lock().unwrap().clone();
     assert_eq!(
         lines,
-        ["refused bad token", "publish_start ", "refused playback disabled", "publish_end publisher left"]
+        [
+            "refused denied bad token",
+            "publish_start - ",
+            "refused playback_off playback disabled",
+            "publish_end - publisher left"
+        ]
     );
 }
 
