@@ -405,12 +405,11 @@ impl StreamTask {
         self.failures = self.failures.saturating_add(1);
         let backoff = self.inner.config.retry_backoff.saturating_mul(1 << (self.failures - 1).min(4));
         Counters::add(&self.inner.counters.write_errors, 1);
-        let path = sink.current_file().map(str::to_owned).or_else(|| sink.playlist_path()).unwrap_or_default();
         tracing::error!(
-            stream = %self.id, path = %path, error = %error, retry_in = ?backoff,
+            stream = %self.id, error = %error, retry_in = ?backoff,
             "recording stopped by a storage error; the live stream goes on"
         );
-        self.inner.set_failure(&self.id, Some(format!("{error} (writing {path})")));
+        self.inner.set_failure(&self.id, Some(error.to_string()));
         sink.abandon().await;
         self.retry_at = Some(Instant::now() + backoff);
     }

@@ -282,7 +282,8 @@ impl RecordingSink {
         let dir = self.dir();
         for i in 1..=NAME_ATTEMPTS {
             let name = if i == 1 { stamp.clone() } else { format!("{stamp}-{i}") };
-            if self.storage.list(&format!("{dir}/{name}")).await?.is_empty() {
+            let prefix = format!("{dir}/{name}");
+            if self.storage.list(&prefix).await.map_err(at(&prefix))?.is_empty() {
                 return Ok(name);
             }
         }
@@ -305,11 +306,11 @@ impl RecordingSink {
         self.seq += 1;
         let uri = format!("{name}_{:04}.{}", self.seq, self.config.format.extension());
         let path = format!("{}/{uri}", self.dir());
-        let mut writer = self.storage.open_writer(&path).await?;
+        let mut writer = self.storage.open_writer(&path).await.map_err(at(&path))?;
         Counters::add(&self.counters.files_opened, 1);
         let init_len = head.len() as u64;
         if !head.is_empty() {
-            writer.append(&[head]).await?;
+            writer.append(&[head]).await.map_err(at(&path))?;
             Counters::add(&self.counters.bytes_written, init_len);
         }
         tracing::info!(stream = %self.stream, path = %path, "recording to a new file");
@@ -327,7 +328,7 @@ impl RecordingSink {
 
     async fn append(&mut self, parts: &[Bytes], seconds: f64) -> Result<()> {
         let Some(open) = self.open.as_mut() else { return Ok(()) };
-        open.writer.append(parts).await?;
+        open.writer.append(parts).await.map_err(at(&open.path))?;
         open.seconds = seconds;
         Counters::add(&self.counters.bytes_written, parts.iter().map(|p| p.len() as u64).sum());
         Ok(())
@@ -337,6 +338,7 @@ impl RecordingSink {
         let Some(mut open) = self.open.take() else { return Ok(()) };
         // Durable before the playlist names it.
         if let Err(e) = open.writer.sync().await {
+            let e = at(&open.path)(e);
             // Kept for abandon() to list what it holds.
             self.open = Some(open);
             return Err(e);
@@ -351,7 +353,7 @@ impl RecordingSink {
     async fn write_playlist(&self, ended: bool) -> Result<()> {
         let Some(path) = self.playlist_path() else { return Ok(()) };
         let text = playlist::render(self.config.format, &self.files, self.config.max_duration, ended);
-        self.storage.put(&path, Bytes::from(text)).await
+        self.storage.put(&path, Bytes::from(text)).await.map_err(at(&path))
     }
 
     async fn finish_recording(&mut self) -> Result<()> {
@@ -374,6 +376,14 @@ impl RecordingSink {
             tracing::info!(stream = %self.stream, playlist = %p, files = self.files.len(), "recording ended");
         }
         result
+    }
+}
+
+/// Names the object an I/O error happened on (the kind is kept).
+fn at(path: &str) -> impl FnOnce(StreamError) -> StreamError + '_ {
+    move |e| match e {
+        StreamError::Io(io) => StreamError::Io(std::io::Error::new(io.kind(), format!("{path}: {io}"))),
+        other => other,
     }
 }
 

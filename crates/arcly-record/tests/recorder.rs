@@ -226,6 +226,7 @@ async fn a_sink_that_failed_lists_what_it_wrote_and_ends_its_playlist() {
         matches!(&error, arcly_core::StreamError::Io(e) if e.kind() == ErrorKind::PermissionDenied),
         "the error keeps its kind: {error}"
     );
+    assert!(error.to_string().contains(&file), "the error names the file: {error}");
     // Once failed, it refuses more frames.
     assert!(sink.write_frame(&video(80)).await.is_err());
     storage.fail_writes(None);
