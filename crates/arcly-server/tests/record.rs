@@ -390,7 +390,13 @@ async fn after_kill_9_every_file_plays_up_to_its_last_fragment() {
         data.len(),
         done.len()
     );
-    assert_eq!(video, complete, "ffprobe reads every complete fragment of the open file");
+    if torn {
+        // Killed in the middle of an append: the fragment cut short may
+        // yield some samples too.
+        assert!(video >= complete, "ffprobe reads every complete fragment of the open file: {video} < {complete}");
+    } else {
+        assert_eq!(video, complete, "ffprobe reads every complete fragment of the open file");
+    }
     if !torn {
         let errors = ffmpeg_errors(open);
         assert!(errors.is_empty(), "the open file, cut between fragments, decodes cleanly: {errors}");
@@ -435,7 +441,7 @@ async fn a_write_failure_stops_the_recording_not_the_live_stream() {
     let dir = arcly_testkit::scratch_dir("record-write-failure");
     let config = config_file(&dir, "max_duration_secs = 1\nretry_secs = 1");
     let arcly = Binary::start(&config).await;
-    let publisher = publish_looped(&arcly.url("wf"), 14, None);
+    let publisher = publish_looped(&arcly.url("wf"), 30, None);
     let rec = dir.join("rec/live/wf");
     wait_until("recording", 10, || std::fs::read_dir(&rec).map(|d| d.count()).unwrap_or(0) >= 2).await;
     // A player of the same stream, for 9 s.
@@ -462,6 +468,22 @@ async fn a_write_failure_stops_the_recording_not_the_live_stream() {
     assert!(line.contains("live/wf") && line.contains("ERROR"), "{line}");
     eprintln!("detected {:?} after the failure: {line}", broken_at.elapsed());
 
+    // The storage comes back: the recording resumes at a retry (after 1,
+    // 2, 4, 8 s: failures in a row double the wait).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    undo();
+    let mut healthy = false;
+    for _ in 0..150 {
+        if arcly.recorder_health().await.0 == "healthy" {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(healthy, "the recording did not resume: {:?}", arcly.recorder_health().await);
+    let resumed = arcly.logged("recording resumed").expect("a log line when the recording resumes");
+    eprintln!("resumed {:?} after the failure: {resumed}", broken_at.elapsed());
+
     // The player kept receiving all along.
     let (status, stderr) = finish(player, 30).await;
     assert!(status.success(), "the player failed: {stderr}");
@@ -470,19 +492,6 @@ async fn a_write_failure_stops_the_recording_not_the_live_stream() {
     assert!(video >= 9 * 25 - 30, "the player got {video} video frames in 9 s");
     let last = ffprobe_packets(&played).iter().filter(|p| p.stream == 0).filter_map(|p| p.dts_time).fold(0.0, f64::max);
     assert!(last >= 8.0, "the player's last frame is at {last} s");
-
-    // The storage comes back: the recording resumes (retried every 1-2 s).
-    undo();
-    let mut healthy = false;
-    for _ in 0..100 {
-        if arcly.recorder_health().await.0 == "healthy" {
-            healthy = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(healthy, "the recording did not resume: {:?}", arcly.recorder_health().await);
-    assert!(arcly.logged("recording resumed").is_some());
     let (playlists, _) = recording(&dir.join("rec"), "live/wf");
     assert_eq!(playlists.len(), 2, "a new recording after the failure: {playlists:?}");
     drop(publisher);
