@@ -33,6 +33,8 @@ use arcly_core::engine::AppSpec;
 use arcly_core::identity::AppName;
 use serde::{Deserialize, Serialize};
 
+pub use crate::auth::{AuditConfig, AuthConfig, AuthMode, KeyConfig};
+
 pub use crate::record::RecordSettings;
 
 /// The environment variables [`Config::apply_env`] reads, with the key each
@@ -80,6 +82,10 @@ pub struct Config {
     pub http: HttpConfig,
     /// HLS and LL-HLS packaging.
     pub hls: HlsSettings,
+    /// Authorization of publishers and players.
+    pub auth: AuthConfig,
+    /// The audit trail.
+    pub audit: AuditConfig,
     /// Recording to files.
     pub record: RecordSettings,
     /// The applications (`[[app]]` tables). Given in a file, they replace
@@ -97,6 +103,8 @@ impl Default for Config {
             rtmp: RtmpConfig::default(),
             http: HttpConfig::default(),
             hls: HlsSettings::default(),
+            auth: AuthConfig::default(),
+            audit: AuditConfig::default(),
             record: RecordSettings::default(),
             apps: vec![AppConfig::default()],
         }
@@ -398,6 +406,8 @@ impl Config {
         if !(100..=30_000).contains(&s.blocking_timeout_ms) {
             return Err(err("hls.blocking_timeout_ms", "must be between 100 and 30000"));
         }
+        self.auth.validate()?;
+        self.audit.validate()?;
         self.record.validate()?;
         if self.apps.is_empty() {
             return Err(err("app", "at least one [[app]] is needed"));

@@ -3,7 +3,8 @@
 //! server in-process on `127.0.0.1:0`.
 //!
 //! - [`config`]: the TOML configuration, environment overrides and
-//!   validation.
+//!   validation; [`auth`]: its `[auth]` and `[audit]` sections, built into
+//!   the authenticators of `arcly-auth`.
 //! - [`Server`]: binds the RTMP and HTTP listeners, builds the engine and
 //!   runs everything until [`Server::shutdown`].
 //! - The HTTP side (axum): LL-HLS at `/live/{app}/{key}/index.m3u8`,
@@ -19,6 +20,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod config;
 pub mod record;
 

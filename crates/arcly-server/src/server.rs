@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use arcly_core::audit::{AuditSink, FileAuditSink};
 use arcly_core::auth::{AllowAll, StreamAuthenticator};
 use arcly_core::engine::Engine;
 use arcly_core::observe::ConnectionCounters;
@@ -70,17 +71,39 @@ pub struct Server {
 
 impl Server {
     /// Validates `config`, binds both listeners, and starts the engine and
-    /// the HTTP server. Returns once both listeners accept connections
-    /// (`/readyz` answers 200 from then on).
+    /// the HTTP server, with the authenticator of `[auth]` (its secrets
+    /// read from the environment now). Returns once both listeners accept
+    /// connections (`/readyz` answers 200 from then on).
     pub async fn start(config: Config) -> Result<Self, StartError> {
-        Self::start_with(config, Arc::new(AllowAll)).await
+        config.validate().map_err(StartError::Config)?;
+        let auth = &config.auth;
+        let authenticator = auth.authenticator(|k| std::env::var(k).ok()).map_err(StartError::Config)?;
+        for id in auth.inline_secrets() {
+            tracing::warn!(
+                key = id,
+                "auth.keys: a secret is written in the configuration; use secret_env outside tests"
+            );
+        }
+        if authenticator.is_some() {
+            tracing::info!(mode = auth.mode.as_str(), publish = auth.publish, play = auth.play, "authorization on");
+        }
+        Self::start_with(config, authenticator.unwrap_or_else(|| Arc::new(AllowAll))).await
     }
 
-    /// Like [`Server::start`], with `authenticator` deciding who may publish
-    /// (RTMP: the stream name's query) and play (RTMP, and HTTP-FLV: the
-    /// URL's query string as [`Credentials::query`](arcly_core::auth::Credentials::query)).
+    /// Like [`Server::start`], with `authenticator` (instead of `[auth]`)
+    /// deciding who may publish (RTMP: the stream name's query) and play
+    /// (RTMP; HTTP-FLV and HLS: the URL's query string as
+    /// [`Credentials::query`](arcly_core::auth::Credentials::query) and an
+    /// `Authorization: Bearer` header as
+    /// [`Credentials::bearer`](arcly_core::auth::Credentials::bearer)).
     pub async fn start_with(config: Config, authenticator: Arc<dyn StreamAuthenticator>) -> Result<Self, StartError> {
         config.validate().map_err(StartError::Config)?;
+        let audit: Option<Arc<dyn AuditSink>> = match &config.audit.file {
+            Some(path) => Some(Arc::new(FileAuditSink::open(path).map_err(|e| {
+                StartError::Config(ConfigError(format!("audit.file: cannot open {}: {e}", path.display())))
+            })?)),
+            None => None,
+        };
         let config = Arc::new(config);
         let rtmp_config = config.rtmp_server();
         let (rtmp, rtmp_addr) = RtmpServer::bind(rtmp_config).await.map_err(|error| StartError::Bind {
@@ -112,6 +135,9 @@ impl Server {
             .inbound(Arc::new(rtmp));
         for app in &config.apps {
             builder = builder.application(app.to_spec());
+        }
+        if let Some(sink) = audit {
+            builder = builder.audit_sink(sink, config.audit.queue);
         }
         let engine = builder.try_build().map_err(|e| StartError::Config(ConfigError(format!("app: {e}"))))?;
         let recorder = config.record.recorder(&engine).map_err(StartError::Config)?;

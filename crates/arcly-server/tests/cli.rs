@@ -71,3 +71,79 @@ async fn binary_stops_on_sigint() {
     assert_eq!(status(&http, "/readyz").await, 200);
     signal_and_wait(child, "-INT").await;
 }
+
+/// A configuration with one key whose secret is in `ARCLY_TEST_CLI_KEY`.
+fn token_config(test: &str) -> std::path::PathBuf {
+    let dir = arcly_testkit::scratch_dir(test);
+    let path = dir.join("arcly.toml");
+    let text = "[auth]\nmode = \"token\"\n[[auth.keys]]\nid = \"k1\"\nsecret_env = \"ARCLY_TEST_CLI_KEY\"\n\
+                [[auth.keys]]\nid = \"k2\"\nsecret_env = \"ARCLY_TEST_CLI_KEY2\"\n";
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const CLI_SECRET: &str = "a cli test secret of enough bytes";
+
+fn arcly_token(config: &std::path::Path, args: &[&str], secret: Option<&str>) -> std::process::Output {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_arcly"));
+    c.arg("token").arg("--config").arg(config).args(args).env_remove("ARCLY_CONFIG");
+    c.env("ARCLY_TEST_CLI_KEY2", "the second key's secret, long");
+    match secret {
+        Some(s) => c.env("ARCLY_TEST_CLI_KEY", s),
+        None => c.env_remove("ARCLY_TEST_CLI_KEY"),
+    };
+    c.output().expect("run arcly token")
+}
+
+#[test]
+fn token_subcommand_mints_tokens_signed_with_the_configured_key() {
+    use arcly_auth::{StreamScope, TokenAuthenticator, TokenKey};
+    use arcly_core::auth::{Action, AuthRequest, Credentials};
+
+    let config = token_config("cli-token");
+    let out = arcly_token(
+        &config,
+        &["--action", "publish", "--app", "live", "--stream", "cam", "--prefix", "--ttl", "10m", "--ip", "192.0.2.5"],
+        Some(CLI_SECRET),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(token.starts_with("v1.k1."), "the first key by default: {token}");
+    let auth = TokenAuthenticator::new([TokenKey::new("k1", CLI_SECRET).unwrap()]).unwrap();
+    let grant = auth.decode(&token).unwrap();
+    assert_eq!(grant.action, Action::Publish);
+    assert_eq!(grant.scope, StreamScope::Prefix("cam".into()));
+    assert_eq!(grant.ip, Some("192.0.2.5".parse().unwrap()));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    assert!((now + 590..=now + 610).contains(&grant.expires_at), "10 minutes: {}", grant.expires_at);
+    let stream = "live/camera2".parse().unwrap();
+    let mut credentials = Credentials::with_query("rtmp", format!("token={token}"));
+    credentials.peer = Some("192.0.2.5:1935".parse().unwrap());
+    auth.verify(&AuthRequest { action: Action::Publish, stream: &stream, credentials: &credentials }).unwrap();
+
+    // Another key, by id.
+    let out = arcly_token(&config, &["--key-id", "k2", "--action", "play", "--stream", "cam1"], Some(CLI_SECRET));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("v1.k2."));
+}
+
+#[test]
+fn token_subcommand_errors_name_the_problem() {
+    let config = token_config("cli-token-errors");
+    let publish = ["--action", "publish", "--stream", "cam1"];
+    for (args, secret, want) in [
+        (&publish[..], None, "auth.keys[0].secret_env: the variable ARCLY_TEST_CLI_KEY is not set"),
+        (&publish[..], Some("short"), "auth.keys[0].secret_env: the secret in ARCLY_TEST_CLI_KEY: is 5 bytes"),
+        (&["--key-id", "k9", "--action", "play", "--stream", "a"][..], Some(CLI_SECRET), "no key with id \"k9\""),
+        (&["--action", "play", "--stream", "a/b"][..], Some(CLI_SECRET), "--stream \"a/b\""),
+    ] {
+        let out = arcly_token(&config, args, secret);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty());
+        assert!(!stderr.contains(CLI_SECRET), "secrets are never printed");
+    }
+    let out = arcly_token(&config, &["--action", "publish", "--stream", "a", "--ttl", "5y"], Some(CLI_SECRET));
+    assert_eq!(out.status.code(), Some(2), "clap refuses a bad --ttl");
+}
