@@ -36,6 +36,7 @@ use crate::health::{HealthRegistry, HealthReport, HealthStatus};
 use crate::identity::{AppName, StreamId};
 use crate::inbound::{InboundProtocol, IngestContext, PlaySession, PublishSession};
 use crate::observe::{NoopObserver, Observer};
+use crate::timestamps::TimestampPolicy;
 use crate::traits::{MediaSource, ProtocolHandler};
 
 /// An application's settings: its name and its streams' buffer bounds.
@@ -44,13 +45,19 @@ pub struct AppSpec {
     name: String,
     bus: BusConfig,
     republish_grace: Duration,
+    timestamps: TimestampPolicy,
 }
 
 impl AppSpec {
     /// An application with default bounds ([`BusConfig::default`]). The
     /// name is validated when the engine is built.
     pub fn new(name: impl Into<String>) -> Self {
-        Self { name: name.into(), bus: BusConfig::default(), republish_grace: Duration::ZERO }
+        Self {
+            name: name.into(),
+            bus: BusConfig::default(),
+            republish_grace: Duration::ZERO,
+            timestamps: TimestampPolicy::default(),
+        }
     }
 
     /// How long a stream outlives its publisher, waiting for a publisher to
@@ -101,6 +108,18 @@ impl AppSpec {
     /// The bus bounds of its streams.
     pub fn bus_config(&self) -> &BusConfig {
         &self.bus
+    }
+
+    /// How its streams' timestamps are checked and repaired (default
+    /// [`TimestampPolicy::default`]; see [`crate::timestamps`]).
+    pub fn timestamps(mut self, policy: TimestampPolicy) -> Self {
+        self.timestamps = policy;
+        self
+    }
+
+    /// The timestamp policy of its streams.
+    pub fn timestamp_policy(&self) -> &TimestampPolicy {
+        &self.timestamps
     }
 }
 
@@ -538,6 +557,15 @@ impl Engine {
                 self.audit_event(|| AuditEvent::now(AuditAction::PublishStart, stream.clone(), protocol, peer));
                 self.inner.events.emit(StreamEvent::Published { stream: stream.clone(), protocol, peer });
                 self.inner.published.notify_waiters();
+                // The stream's timeline outlives its publishers: one taking
+                // over continues it.
+                let policy = self.app(stream.app()).map(|a| a.timestamps).unwrap_or_default();
+                publisher.with_timestamps(|guard| {
+                    guard.set_policy(policy);
+                    if resumed {
+                        guard.resume();
+                    }
+                });
                 Ok(PublishSession::new(self.clone(), stream, session, publisher, protocol, peer, resumed))
             }
             Err(e) => {

@@ -3,7 +3,9 @@
 //! An ingest protocol implements [`InboundProtocol`]; [`Engine::run`]
 //! starts it with an [`IngestContext`]. For each publisher it calls
 //! [`IngestContext::begin_publish`], which authorizes, registers and returns
-//! a [`PublishSession`]. Frames go through [`PublishSession::publish`]. When
+//! a [`PublishSession`]. Frames go through [`PublishSession::publish`],
+//! which places them on the stream's timeline (a publisher's timestamp
+//! jumps are repaired there, see [`crate::timestamps`]). When
 //! the session is dropped, for whatever reason (the peer left, the task
 //! returned an error, was cancelled or panicked), the stream is unregistered
 //! and its players are told it ended.
@@ -23,9 +25,10 @@ use crate::audit::{AuditAction, AuditEvent};
 use crate::auth::Credentials;
 use crate::bus::{StreamHandle, StreamPublisher, Subscriber};
 use crate::engine::{Engine, PublishRegistry};
-use crate::error::{Result, StreamError};
+use crate::error::{ProtocolError, ProtocolErrorKind, Result, StreamError};
 use crate::frame::{FrameFlags, MediaFrame};
 use crate::identity::{AppName, StreamId, StreamKey};
+use crate::timestamps::GuardReport;
 
 /// An ingest protocol: a listener that accepts publishers.
 #[async_trait]
@@ -140,21 +143,25 @@ impl PublishSession {
     }
 
     /// Publishes a frame. Fails with [`StreamError::Closed`] once the stream
-    /// was closed by the engine (idle timeout, shutdown): the protocol should
+    /// was closed by the engine (idle timeout, shutdown), and with a
+    /// [`StreamError::Protocol`] error ("timestamps unusable: ...") once
+    /// the publisher's timestamps are beyond repair: the protocol should
     /// then close the connection.
-    pub fn publish(&self, mut frame: MediaFrame) -> Result<()> {
-        if self.discontinuity.load(Ordering::Relaxed) && self.discontinuity.swap(false, Ordering::Relaxed) {
-            frame.flags |= FrameFlags::DISCONTINUITY;
-        }
-        if self.publisher()?.publish(frame) {
-            Ok(())
-        } else {
-            Err(StreamError::Closed(format!("stream {} was closed", self.id)))
-        }
+    ///
+    /// Every frame is placed on the stream's timeline by its
+    /// [`TimestampGuard`](crate::timestamps::TimestampGuard): a publisher
+    /// whose timestamps jump is corrected (logged, counted in
+    /// [`StreamQos::timestamp_corrections`](crate::bus::StreamQos::timestamp_corrections)
+    /// and reported to [`Observer::timestamps_corrected`](crate::observe::Observer::timestamps_corrected)),
+    /// so its players go on playing.
+    pub fn publish(&self, frame: MediaFrame) -> Result<()> {
+        self.publish_many(std::iter::once(frame))
     }
 
     /// Publishes several frames under one lock with one wake-up of the
     /// waiting players (for example all frames parsed from one socket read).
+    /// Errors as [`PublishSession::publish`]; after a timestamps error the
+    /// frames from the refused one on are not published.
     pub fn publish_many(&self, frames: impl IntoIterator<Item = MediaFrame>) -> Result<()> {
         let discontinuity =
             self.discontinuity.load(Ordering::Relaxed) && self.discontinuity.swap(false, Ordering::Relaxed);
@@ -165,11 +172,35 @@ impl PublishSession {
             }
             f
         });
-        if self.publisher()?.publish_many(frames) {
-            Ok(())
-        } else {
-            Err(StreamError::Closed(format!("stream {} was closed", self.id)))
+        match self.publisher()?.publish_guarded(frames) {
+            Some(report) => self.timestamps_report(report),
+            None => Err(StreamError::Closed(format!("stream {} was closed", self.id))),
         }
+    }
+
+    /// Logs, reports and counts what the timestamp guard did; ends the
+    /// session if the publisher's timestamps are hopeless.
+    fn timestamps_report(&self, report: GuardReport) -> Result<()> {
+        for (c, log) in &report.corrections {
+            self.engine.observer().timestamps_corrected(&self.id, c.jump_ms);
+            if let Some(not_logged) = log {
+                tracing::warn!(
+                    stream = %self.id,
+                    protocol = self.protocol,
+                    peer = ?self.peer,
+                    track = ?c.frame_type,
+                    jump_ms = c.jump_ms,
+                    direction = c.direction(),
+                    not_logged_since_last = not_logged,
+                    "publisher timestamps jumped; timeline corrected"
+                );
+            }
+        }
+        let Some(why) = report.unusable else { return Ok(()) };
+        let reason = format!("timestamps unusable: {why}");
+        tracing::warn!(stream = %self.id, protocol = self.protocol, peer = ?self.peer, %reason, "ending publisher");
+        self.end(&reason);
+        Err(ProtocolError::new(self.protocol, ProtocolErrorKind::InvalidValue, reason).into())
     }
 
     /// Sets the reason recorded when the session ends (default: "publisher

@@ -47,6 +47,7 @@ pub mod inbound;
 pub mod limit;
 pub mod observe;
 pub mod testing;
+pub mod timestamps;
 pub mod traits;
 pub mod transcode;
 

@@ -167,6 +167,11 @@ pub trait Observer: Send + Sync + 'static {
     fn connection_closed(&self, _protocol: &'static str, _peer: SocketAddr, _reason: CloseReason, _detail: &str) {}
     /// A listener closed a connection at accept because of a limit.
     fn connection_refused(&self, _protocol: &'static str, _peer: SocketAddr, _why: RefuseReason) {}
+    /// A publisher's timestamps jumped by `jump_ms` (negative: backwards)
+    /// and the stream's timeline was corrected (see
+    /// [`crate::timestamps`]). Rare: a publisher correcting more than a
+    /// few times a second is ended.
+    fn timestamps_corrected(&self, _stream: &StreamId, _jump_ms: i64) {}
 }
 
 /// Observes nothing.
@@ -276,6 +281,10 @@ impl Observer for Observers {
 
     fn connection_refused(&self, protocol: &'static str, peer: SocketAddr, why: RefuseReason) {
         self.list.iter().for_each(|o| o.connection_refused(protocol, peer, why));
+    }
+
+    fn timestamps_corrected(&self, stream: &StreamId, jump_ms: i64) {
+        self.list.iter().for_each(|o| o.timestamps_corrected(stream, jump_ms));
     }
 }
 

@@ -61,6 +61,7 @@ pub use qos::StreamQos;
 
 use crate::frame::{CodecId, FrameType, MediaFrame};
 use crate::identity::StreamId;
+use crate::timestamps::{GuardReport, TimestampGuard, Verdict};
 use ring::{Cursor, DrainOutcome, Ring};
 use wake::{SlotRef, WaitSet};
 
@@ -124,6 +125,7 @@ struct Counters {
     skipped_frames: AtomicU64,
     evictions: AtomicU64,
     next_subscriber: AtomicU64,
+    timestamp_corrections: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -215,13 +217,52 @@ impl StreamPublisher {
     /// from one socket read): one lock and one wake-up of the waiting
     /// subscribers for all of them. Returns `false` if the stream was closed.
     pub fn publish_many(&self, frames: impl IntoIterator<Item = MediaFrame>) -> bool {
+        self.push(frames, None)
+    }
+
+    /// Like [`StreamPublisher::publish_many`], each frame first placed on
+    /// the stream's timeline by its [`TimestampGuard`], under the same
+    /// lock. `None` if the stream was closed. Frames from one the guard
+    /// finds unusable on are dropped.
+    pub(crate) fn publish_guarded(&self, frames: impl IntoIterator<Item = MediaFrame>) -> Option<GuardReport> {
+        let mut report = GuardReport::default();
+        self.push(frames, Some(&mut report)).then_some(report)
+    }
+
+    /// Runs `f` on the stream's timestamp guard, under the buffer's lock.
+    pub(crate) fn with_timestamps<R>(&self, f: impl FnOnce(&mut TimestampGuard) -> R) -> R {
+        f(&mut self.shared.write().timestamps)
+    }
+
+    fn push(&self, frames: impl IntoIterator<Item = MediaFrame>, mut guard: Option<&mut GuardReport>) -> bool {
         let (mut n, mut bytes) = (0u64, 0u64);
         {
             let mut ring = self.shared.write();
             if ring.closed {
                 return false;
             }
-            for frame in frames {
+            // The clock is read only if a correction needs it.
+            let mut now = None;
+            for mut frame in frames {
+                if let Some(report) = guard.as_deref_mut() {
+                    match ring.timestamps.apply(&mut frame) {
+                        Verdict::Passed => {}
+                        Verdict::Corrected(c) => {
+                            let now = *now.get_or_insert_with(|| tokio::time::Instant::now().into_std());
+                            match ring.timestamps.admit(now) {
+                                Ok(log) => report.corrections.push((c, log)),
+                                Err(u) => {
+                                    report.unusable = Some(u);
+                                    break;
+                                }
+                            }
+                        }
+                        Verdict::Unusable(u) => {
+                            report.unusable = Some(u);
+                            break;
+                        }
+                    }
+                }
                 n += 1;
                 bytes += frame.payload.len() as u64;
                 ring.push(frame);
@@ -230,6 +271,9 @@ impl StreamPublisher {
         let c = &self.shared.counters;
         c.frames_in.fetch_add(n, Ordering::Relaxed);
         c.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+        if let Some(report) = guard.filter(|r| !r.corrections.is_empty()) {
+            c.timestamp_corrections.fetch_add(report.corrections.len() as u64, Ordering::Relaxed);
+        }
         self.shared.waiters.wake_all();
         true
     }
@@ -363,6 +407,7 @@ impl StreamHandle {
                 skips: c.skips.load(Ordering::Relaxed),
                 skipped_frames: c.skipped_frames.load(Ordering::Relaxed),
                 evictions: c.evictions.load(Ordering::Relaxed),
+                timestamp_corrections: c.timestamp_corrections.load(Ordering::Relaxed),
             },
         )
     }

@@ -16,6 +16,7 @@ pub(super) struct Totals {
     pub(super) skips: u64,
     pub(super) skipped_frames: u64,
     pub(super) evictions: u64,
+    pub(super) timestamp_corrections: u64,
 }
 
 /// A snapshot of a stream's quality of service.
@@ -44,6 +45,9 @@ pub struct StreamQos {
     pub skipped_frames: u64,
     /// Subscribers evicted.
     pub evictions: u64,
+    /// Times the publisher's timestamps jumped and the timeline was
+    /// corrected (see [`crate::timestamps`]).
+    pub timestamp_corrections: u64,
     /// Frames held in the buffer.
     pub buffered_frames: usize,
     /// Payload bytes held in the buffer.
@@ -95,6 +99,7 @@ impl StreamQos {
             skips: t.skips,
             skipped_frames: t.skipped_frames,
             evictions: t.evictions,
+            timestamp_corrections: t.timestamp_corrections,
             buffered_frames: ring.len(),
             buffered_bytes: ring.bytes(),
         }

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use super::BusConfig;
 use super::batch::{Batch, CHUNK, Chunk};
 use crate::frame::{CodecId, FrameFlags, FrameType, MediaFrame, Timebase};
+use crate::timestamps::TimestampGuard;
 
 /// The latest configuration frame per type, indexed by [`FrameType::index`],
 /// with its sequence number.
@@ -61,6 +62,9 @@ pub(crate) struct Ring {
     pub(crate) keyframe_dts_ms: [Option<i64>; 2],
     pub(crate) codecs: [Option<CodecId>; 3],
     pub(crate) closed: bool,
+    /// The stream's timeline, kept across publishers: a publish session's
+    /// frames go through it under the same lock as `push`.
+    pub(crate) timestamps: TimestampGuard,
 }
 
 impl Ring {
@@ -82,6 +86,7 @@ impl Ring {
             keyframe_dts_ms: [None; 2],
             codecs: [None; 3],
             closed: false,
+            timestamps: TimestampGuard::default(),
         }
     }
 

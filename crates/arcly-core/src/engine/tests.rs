@@ -8,6 +8,7 @@ use async_trait::async_trait;
 
 use super::*;
 use crate::bus::{Batch, RecvError};
+use crate::frame::{CodecId, FrameFlags, FrameType, MediaFrame, Timebase};
 use crate::testing::{SyntheticStream, VecSource, collect};
 
 fn engine() -> Engine {
@@ -350,7 +351,7 @@ async fn a_returning_publisher_resumes_the_stream_for_players_that_stayed() {
     batch.clear();
     assert_eq!(player.recv_batch(&mut batch, 100).await.unwrap(), 3);
     let first_new = batch.iter().next().unwrap();
-    assert!(first_new.flags.contains(crate::frame::FrameFlags::DISCONTINUITY));
+    assert!(first_new.flags.contains(FrameFlags::DISCONTINUITY));
     // A third publisher on the live key is still refused.
     let dup = engine.begin_publish(id("live/cam"), "test", &creds()).await.unwrap_err();
     assert!(matches!(dup, StreamError::AlreadyPublishing(_)));
@@ -368,4 +369,96 @@ async fn a_returning_publisher_resumes_the_stream_for_players_that_stayed() {
     assert!(engine.lookup(&id("live/cam")).is_none());
     shutdown.cancel();
     run.await.unwrap().unwrap();
+}
+
+/// Counts what [`Observer::timestamps_corrected`] and `publish_ended` saw.
+#[derive(Default)]
+struct TimestampObserver {
+    jumps: StdMutex<Vec<i64>>,
+    ended: StdMutex<Vec<String>>,
+}
+
+impl Observer for TimestampObserver {
+    fn timestamps_corrected(&self, _stream: &StreamId, jump_ms: i64) {
+        self.jumps.lock().unwrap().push(jump_ms);
+    }
+
+    fn publish_ended(&self, _stream: &StreamId, reason: &str) {
+        self.ended.lock().unwrap().push(reason.to_owned());
+    }
+}
+
+#[tokio::test]
+async fn a_publisher_whose_clock_jumps_is_corrected_for_its_players() {
+    let observer = Arc::new(TimestampObserver::default());
+    // Room for every frame: the player reads only at the end.
+    let app = AppSpec::new("live").lag_limit(4_000);
+    let engine = Engine::builder().application(app).observer(observer.clone()).build();
+    let session = engine.begin_publish(id("live/jump"), "test", &creds()).await.unwrap();
+    let mut player = engine.play(&id("live/jump"), "test", &creds()).await.unwrap();
+    // 10 s of 30 fps video with audio, then the same 3 s again (the clock
+    // went back 10 s), then 3 s more three hours later.
+    let frames: Vec<MediaFrame> = SyntheticStream::new(30, 30).with_audio(48_000).take(1_000).collect();
+    let media: Vec<MediaFrame> = frames.iter().filter(|f| !f.is_config()).cloned().collect();
+    let ten_s = media.iter().position(|f| f.dts_in(Timebase::MILLIS) >= 10_000).unwrap();
+    let three_s = media.iter().position(|f| f.dts_in(Timebase::MILLIS) >= 3_000).unwrap();
+    let later = media[..three_s].iter().map(|f| {
+        let mut f = f.clone();
+        let by = Timebase::MILLIS.rescale(3 * 3_600_000 + 20_000, f.timebase);
+        f.dts += by;
+        f.pts += by;
+        f
+    });
+    let input: Vec<MediaFrame> = frames
+        .iter()
+        .filter(|f| f.is_config())
+        .chain(&media[..ten_s])
+        .chain(&media[..three_s])
+        .cloned()
+        .chain(later)
+        .collect();
+    for chunk in input.chunks(7) {
+        session.publish_many(chunk.iter().cloned()).unwrap();
+    }
+    let got = tokio::time::timeout(Duration::from_secs(10), collect(&mut player, input.len())).await.unwrap().unwrap();
+    assert_eq!(got.len(), input.len(), "no frame lost");
+    for ty in [FrameType::Video, FrameType::Audio] {
+        let dts: Vec<i64> =
+            got.iter().filter(|f| f.frame_type() == ty && !f.is_config()).map(|f| f.dts_in(Timebase::MILLIS)).collect();
+        assert!(dts.windows(2).all(|w| w[1] >= w[0] && w[1] - w[0] < 100), "{ty:?} timeline broken");
+        assert!(*dts.last().unwrap() < 17_000, "{ty:?} ends at {}", dts.last().unwrap());
+    }
+    assert_eq!(got.iter().filter(|f| f.flags.contains(FrameFlags::DISCONTINUITY)).count(), 2);
+    assert_eq!(session.handle().qos().timestamp_corrections, 2);
+    let jumps = observer.jumps.lock().unwrap().clone();
+    assert_eq!(jumps.len(), 2, "{jumps:?}");
+    assert!(jumps[0] < -9_000 && jumps[1] > 3 * 3_600_000, "{jumps:?}");
+}
+
+#[tokio::test]
+async fn a_publisher_with_hopeless_timestamps_is_ended_with_the_reason() {
+    let observer = Arc::new(TimestampObserver::default());
+    let policy = TimestampPolicy::default().max_corrections_per_second(3);
+    let engine =
+        Engine::builder().application(AppSpec::new("live").timestamps(policy)).observer(observer.clone()).build();
+    let session = engine.begin_publish(id("live/garbage"), "test", &creds()).await.unwrap();
+    let mut player = engine.play(&id("live/garbage"), "test", &creds()).await.unwrap();
+    // Timestamps alternating between two clocks an hour apart.
+    let frames = (0..20i64).map(|i| {
+        let dts = i * 40 + if i % 2 == 0 { 0 } else { 3_600_000 };
+        MediaFrame::new(CodecId::Aac, bytes::Bytes::from_static(b"aac")).with_timestamps(dts, dts, Timebase::MILLIS)
+    });
+    let err = session.publish_many(frames).unwrap_err();
+    assert!(err.to_string().contains("timestamps unusable: more than 3 timestamp corrections"), "{err}");
+    assert!(matches!(err, StreamError::Protocol(_)));
+    // Nothing more goes on the bus from this publisher.
+    let err = session.publish(MediaFrame::new(CodecId::Aac, bytes::Bytes::new())).unwrap_err();
+    assert!(err.to_string().contains("timestamps unusable"), "{err}");
+    assert_eq!(session.handle().qos().timestamp_corrections, 3);
+    drop(session);
+    // The frames before the refused one reached the player.
+    assert_eq!(collect(&mut player, 100).await.unwrap().len(), 4);
+    let ended = observer.ended.lock().unwrap().clone();
+    assert_eq!(ended.len(), 1);
+    assert!(ended[0].starts_with("timestamps unusable: "), "{ended:?}");
 }
