@@ -32,7 +32,7 @@
 
 pub use arcly_core;
 pub use arcly_core::{audit, auth, bus, cluster, engine, error, frame, health, identity, inbound, observe, testing};
-pub use arcly_core::{traits, transcode};
+pub use arcly_core::{timestamps, traits, transcode};
 
 /// Codec parsers: the `arcly-codec` crate.
 #[cfg(feature = "_codec")]
@@ -76,5 +76,6 @@ pub mod prelude {
     pub use arcly_core::identity::{AppName, StreamId, StreamKey};
     pub use arcly_core::inbound::{InboundProtocol, IngestContext, PlaySession, PublishSession};
     pub use arcly_core::observe::{NoopObserver, Observer, StandardTelemetry};
+    pub use arcly_core::timestamps::TimestampPolicy;
     pub use arcly_core::traits::{HwAccelBackend, MediaSink, MediaSource, ProtocolHandler, StorageBackend};
 }
