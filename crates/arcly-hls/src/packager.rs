@@ -152,6 +152,16 @@ impl Generation {
             seg_ticks + u64::from(next) > self.segment_target_ticks
         }
     }
+
+    /// True if a segment of this timeline can start with `frame`: a video
+    /// keyframe, or any audio frame when there is no video.
+    fn starts_segment(&self, frame: &MediaFrame) -> bool {
+        match frame.frame_type() {
+            FrameType::Video => self.main_is_video && frame.is_keyframe(),
+            FrameType::Audio => !self.main_is_video,
+            FrameType::Data => false,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -204,6 +214,16 @@ struct Rates {
 /// media sequence numbers keep increasing. `EXT-X-DISCONTINUITY-SEQUENCE`
 /// counts the discontinuities that left the window.
 ///
+/// A flagged frame that a segment cannot start with (a video frame other
+/// than a keyframe, or audio in a stream with video) defers the cut to the
+/// next keyframe: a segment after `EXT-X-DISCONTINUITY` must start with one
+/// (players reset their decoders there), and cutting at once would drop
+/// the frames in between. The kernel's timestamp guard flags the frame
+/// where a publisher's clock jumped and has already made the timestamps
+/// continue, so until that keyframe the frames stay in the open segment;
+/// a jump the guard did not repair (time going back, or forward by more
+/// than 10 s) still cuts at once.
+///
 /// # Window
 /// At most [`HlsConfig::window`] completed segments are kept; older ones
 /// are deleted (their URIs then answer "gone").
@@ -250,6 +270,9 @@ pub struct Packager {
     discontinuity_sequence: u64,
     /// The next segment starts a new timeline.
     pending_discontinuity: bool,
+    /// A frame flagged `DISCONTINUITY` came mid-GOP: the timeline restarts
+    /// at the next frame a segment can start with.
+    discontinuity_at_sync: bool,
     target_duration: u64,
     rates: Rates,
     /// The codecs, resolution of the current generation.
@@ -281,6 +304,7 @@ impl Packager {
             next_msn: 0,
             discontinuity_sequence: 0,
             pending_discontinuity: false,
+            discontinuity_at_sync: false,
             target_duration: target_duration.max(1),
             rates: Rates::default(),
             codecs: Vec::new(),
@@ -307,8 +331,19 @@ impl Packager {
     /// frames that cannot be packaged are dropped and logged.
     pub fn push(&mut self, frame: &MediaFrame, now: SystemTime) {
         self.ended = false;
-        if frame.flags.contains(FrameFlags::DISCONTINUITY) && self.generation.is_some() {
-            self.restart();
+        if let Some(g) = &self.generation {
+            let sync = frame.is_config() || g.starts_segment(frame);
+            if frame.flags.contains(FrameFlags::DISCONTINUITY) {
+                if sync {
+                    self.restart();
+                } else {
+                    // Mid-GOP: a timeline started there could only begin at
+                    // the next keyframe, losing the frames in between.
+                    self.discontinuity_at_sync = true;
+                }
+            } else if self.discontinuity_at_sync && sync {
+                self.restart();
+            }
         }
         if frame.is_config() {
             self.on_config(frame);
@@ -371,6 +406,7 @@ impl Packager {
 
     /// Closes the current timeline; the next frames start a new one.
     fn restart(&mut self) {
+        self.discontinuity_at_sync = false;
         let had = self.generation.is_some() || !self.segments.is_empty();
         self.close_generation();
         self.preroll.clear();
