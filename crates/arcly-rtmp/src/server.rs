@@ -545,9 +545,12 @@ impl Connection {
             && !media.is_empty()
             && let Err(e) = p.publish_many(media.drain(..))
         {
-            // The engine closed the stream: shutting down, or its idle
-            // reaper saw no frame for its idle timeout.
-            let reason = if self.ctx.engine().shutdown_token().is_cancelled() {
+            // The publisher's timestamps are beyond repair ("timestamps
+            // unusable: ..."), or the engine closed the stream: shutting
+            // down, or its idle reaper saw no frame for its idle timeout.
+            let reason = if matches!(e, StreamError::Protocol(_)) {
+                CloseReason::ProtocolError
+            } else if self.ctx.engine().shutdown_token().is_cancelled() {
                 CloseReason::Shutdown
             } else {
                 CloseReason::Timeout
