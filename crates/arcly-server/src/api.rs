@@ -11,7 +11,7 @@
 //!   "audio": {"sample_rate": 48000, "channels": 2},
 //!   "fps": 30.0, "bitrate_bps": 2500000, "keyframe_interval_ms": 2000,
 //!   "subscribers": 3, "frames_in": 1234, "bytes_in": 3456789,
-//!   "skips": 0, "evictions": 0
+//!   "skips": 0, "evictions": 0, "timestamp_corrections": 0
 //! }]}
 //! ```
 //!
@@ -19,6 +19,8 @@
 //! (H.264/H.265 SPS, AAC AudioSpecificConfig) and are `null` until those
 //! were seen or for other codecs. `subscribers` counts every subscription
 //! to the stream's bus: RTMP and HTTP-FLV players and the HLS packager.
+//! `timestamp_corrections` counts the publisher's timestamp jumps the
+//! kernel repaired (`arcly_core::timestamps`).
 //!
 //! `GET /api/v1/stats` counts connections since the start, per listener
 //! (`rtmp`, `http`): accepted (`opened`), open now, closed by reason and
@@ -73,6 +75,7 @@ struct StreamView {
     bytes_in: u64,
     skips: u64,
     evictions: u64,
+    timestamp_corrections: u64,
 }
 
 #[derive(Serialize)]
@@ -137,6 +140,7 @@ fn view(engine: &Engine, info: &StreamInfo) -> StreamView {
         bytes_in: q.bytes_in,
         skips: q.skips,
         evictions: q.evictions,
+        timestamp_corrections: q.timestamp_corrections,
     }
 }
 
