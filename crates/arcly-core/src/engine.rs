@@ -341,6 +341,30 @@ pub struct Engine {
     inner: Arc<Inner>,
 }
 
+/// A reference to an [`Engine`] that does not keep it alive: for what the
+/// engine itself holds (an observer that reads the engine's streams when
+/// asked) without making a reference cycle.
+///
+/// ```
+/// use arcly_core::engine::Engine;
+/// let engine = Engine::builder().build();
+/// let weak = engine.downgrade();
+/// assert!(weak.upgrade().is_some());
+/// drop(engine);
+/// assert!(weak.upgrade().is_none());
+/// ```
+#[derive(Clone, Debug)]
+pub struct WeakEngine {
+    inner: std::sync::Weak<Inner>,
+}
+
+impl WeakEngine {
+    /// The engine, if it still exists.
+    pub fn upgrade(&self) -> Option<Engine> {
+        self.inner.upgrade().map(|inner| Engine { inner })
+    }
+}
+
 impl fmt::Debug for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Engine")
@@ -382,6 +406,11 @@ impl Engine {
 
     fn streams_lock(&self) -> MutexGuard<'_, HashMap<StreamId, Entry>> {
         self.inner.streams.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A [`WeakEngine`] for this engine.
+    pub fn downgrade(&self) -> WeakEngine {
+        WeakEngine { inner: Arc::downgrade(&self.inner) }
     }
 
     /// The configured applications, sorted by name.

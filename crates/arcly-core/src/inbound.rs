@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
@@ -230,6 +231,8 @@ pub struct PlaySession {
     subscriber: Subscriber,
     protocol: &'static str,
     peer: Option<SocketAddr>,
+    /// When the play was accepted, until the first frames were sent.
+    accepted: Option<Instant>,
 }
 
 impl PlaySession {
@@ -239,7 +242,53 @@ impl PlaySession {
         protocol: &'static str,
         peer: Option<SocketAddr>,
     ) -> Self {
-        Self { engine, subscriber, protocol, peer }
+        Self { engine, subscriber, protocol, peer, accepted: Some(Instant::now()) }
+    }
+
+    /// Tells the session that frames were written to the peer. The first
+    /// call reports the time since the play was accepted to
+    /// [`Observer::first_frame`](crate::observe::Observer::first_frame);
+    /// later calls cost one branch, so a player may call it after every
+    /// write.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// use arcly_core::auth::Credentials;
+    /// use arcly_core::engine::{AppSpec, Engine};
+    /// use arcly_core::identity::StreamId;
+    /// use arcly_core::observe::Observer;
+    ///
+    /// #[derive(Default)]
+    /// struct Ttff(Mutex<Vec<(&'static str, Duration)>>);
+    /// impl Observer for Ttff {
+    ///     fn first_frame(&self, _: &StreamId, protocol: &'static str, elapsed: Duration) {
+    ///         self.0.lock().unwrap().push((protocol, elapsed));
+    ///     }
+    /// }
+    ///
+    /// let ttff = Arc::new(Ttff::default());
+    /// let engine = Engine::builder().application(AppSpec::new("live")).observer(ttff.clone()).build();
+    /// let publisher = engine.begin_publish("live/a".parse().unwrap(), "example", &Credentials::default()).await?;
+    /// let mut player = engine.play(publisher.id(), "example", &Credentials::default()).await?;
+    /// // ... a batch of frames received and written to the peer ...
+    /// player.frames_sent();
+    /// player.frames_sent();
+    /// assert_eq!(ttff.0.lock().unwrap().len(), 1, "reported once");
+    /// # Ok::<(), arcly_core::StreamError>(())
+    /// # }).unwrap();
+    /// ```
+    #[inline]
+    pub fn frames_sent(&mut self) {
+        if let Some(accepted) = self.accepted.take() {
+            self.first_frame(accepted);
+        }
+    }
+
+    #[cold]
+    fn first_frame(&self, accepted: Instant) {
+        self.engine.observer().first_frame(self.subscriber.stream_id(), self.protocol, accepted.elapsed());
     }
 }
 

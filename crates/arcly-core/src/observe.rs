@@ -8,9 +8,12 @@
 //! [`Observers`] list passes every event to several observers.
 //!
 //! Stream events (`publish_*`, `play_*`, `request_refused`) come from the
-//! engine. Connection events (`connection_*`) come from the protocols'
-//! listeners, once per connection: opened after it passed the connection
-//! limits, closed with a [`CloseReason`] when it ends, refused with a
+//! engine; `first_frame` (a player's time to first frame) from the
+//! protocols' players, through
+//! [`PlaySession::frames_sent`](crate::inbound::PlaySession::frames_sent).
+//! Connection events (`connection_*`) come from the protocols' listeners,
+//! once per connection: opened after it passed the connection limits,
+//! closed with a [`CloseReason`] when it ends, refused with a
 //! [`RefuseReason`] when a limit turned it away at accept.
 //!
 //! ```
@@ -39,6 +42,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use crate::auth::Denial;
 use crate::identity::StreamId;
@@ -160,6 +164,10 @@ pub trait Observer: Send + Sync + 'static {
     fn play_started(&self, _stream: &StreamId, _protocol: &'static str) {}
     /// A player stopped.
     fn play_ended(&self, _stream: &StreamId, _protocol: &'static str) {}
+    /// A player's first frames were written, `elapsed` after its play was
+    /// accepted (its time to first frame). Reported once per player by the
+    /// protocols that call [`PlaySession::frames_sent`](crate::inbound::PlaySession::frames_sent).
+    fn first_frame(&self, _stream: &StreamId, _protocol: &'static str, _elapsed: Duration) {}
     /// A listener accepted a connection (it passed the connection limits).
     fn connection_opened(&self, _protocol: &'static str, _peer: SocketAddr) {}
     /// A connection reported by [`Observer::connection_opened`] ended;
@@ -269,6 +277,10 @@ impl Observer for Observers {
 
     fn play_ended(&self, stream: &StreamId, protocol: &'static str) {
         self.list.iter().for_each(|o| o.play_ended(stream, protocol));
+    }
+
+    fn first_frame(&self, stream: &StreamId, protocol: &'static str, elapsed: Duration) {
+        self.list.iter().for_each(|o| o.first_frame(stream, protocol, elapsed));
     }
 
     fn connection_opened(&self, protocol: &'static str, peer: SocketAddr) {

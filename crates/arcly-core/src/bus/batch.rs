@@ -9,6 +9,7 @@
 
 use std::fmt;
 use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::frame::MediaFrame;
@@ -19,17 +20,32 @@ pub(crate) const CHUNK: usize = 16;
 /// A run of [`CHUNK`] frame slots, written once each by the publisher.
 pub(crate) struct Chunk {
     slots: [OnceLock<MediaFrame>; CHUNK],
+    /// Payload bytes the stream published before each slot's frame, so the
+    /// bytes of a run of frames cost two loads, not a look at each frame
+    /// (delivery accounting). Written under the buffer's write lock, read
+    /// under its read lock: relaxed is enough.
+    bytes_before: [AtomicU64; CHUNK],
 }
 
 impl Chunk {
     pub(crate) fn new() -> Self {
-        Self { slots: std::array::from_fn(|_| OnceLock::new()) }
+        Self {
+            slots: std::array::from_fn(|_| OnceLock::new()),
+            bytes_before: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
     }
 
-    /// Stores the frame of slot `i`. Each slot is written once, by the
-    /// publisher, under the buffer's write lock.
-    pub(crate) fn set(&self, i: usize, frame: MediaFrame) {
+    /// Stores the frame of slot `i`, published after `bytes_before` payload
+    /// bytes. Each slot is written once, by the publisher, under the
+    /// buffer's write lock.
+    pub(crate) fn set(&self, i: usize, frame: MediaFrame, bytes_before: u64) {
+        self.bytes_before[i].store(bytes_before, Ordering::Relaxed);
         let _ = self.slots[i].set(frame);
+    }
+
+    /// Payload bytes the stream published before slot `i`'s frame.
+    pub(crate) fn bytes_before(&self, i: usize) -> u64 {
+        self.bytes_before[i].load(Ordering::Relaxed)
     }
 
     /// The frame of slot `i`, if it was written.

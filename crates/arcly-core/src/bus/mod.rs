@@ -45,6 +45,7 @@
 
 mod batch;
 mod clock;
+mod delivery;
 mod events;
 mod qos;
 mod ring;
@@ -62,6 +63,7 @@ pub use qos::StreamQos;
 use crate::frame::{CodecId, FrameType, MediaFrame};
 use crate::identity::StreamId;
 use crate::timestamps::{GuardReport, TimestampGuard, Verdict};
+use delivery::Deliveries;
 use ring::{Cursor, DrainOutcome, Ring};
 use wake::{SlotRef, WaitSet};
 
@@ -141,6 +143,8 @@ struct Shared {
     /// Bumped whenever a publisher detaches or attaches.
     publisher_generation: AtomicU64,
     counters: Counters,
+    /// What each subscriber was delivered (see [`delivery`]).
+    deliveries: std::sync::Mutex<Deliveries>,
     events: Option<EventBus>,
 }
 
@@ -153,6 +157,10 @@ impl Shared {
 
     fn write(&self) -> RwLockWriteGuard<'_, Ring> {
         self.ring.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn deliveries(&self) -> std::sync::MutexGuard<'_, Deliveries> {
+        self.deliveries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn emit(&self, event: impl FnOnce() -> StreamEvent) {
@@ -193,6 +201,7 @@ pub fn stream(id: StreamId, config: BusConfig, events: Option<EventBus>) -> (Str
         publishing: AtomicBool::new(true),
         publisher_generation: AtomicU64::new(0),
         counters: Counters::default(),
+        deliveries: std::sync::Mutex::default(),
         events,
     });
     (StreamPublisher { shared: shared.clone(), detached: false }, StreamHandle { shared })
@@ -332,12 +341,14 @@ impl StreamHandle {
     /// documentation).
     pub fn subscribe(&self) -> Subscriber {
         let cursor = self.shared.read().join(&self.shared.config);
+        let slot = wake::new_slot();
+        self.shared.deliveries().join(&slot, cursor.next);
         let c = &self.shared.counters;
         let id = c.next_subscriber.fetch_add(1, Ordering::Relaxed);
         c.subscribers.fetch_add(1, Ordering::Relaxed);
         self.shared.emit(|| StreamEvent::SubscriberJoined { stream: self.shared.id.clone(), subscriber: id });
         let seen_generation = self.shared.publisher_generation.load(Ordering::Acquire);
-        Subscriber { shared: self.shared.clone(), cursor, id, evicted: false, slot: wake::new_slot(), seen_generation }
+        Subscriber { shared: self.shared.clone(), cursor, id, evicted: false, slot, seen_generation }
     }
 
     /// A publisher for a stream whose publisher [detached](StreamPublisher::detach);
@@ -397,9 +408,11 @@ impl StreamHandle {
     /// A snapshot of the stream's quality of service.
     pub fn qos(&self) -> StreamQos {
         let ring = self.shared.read();
+        let deliveries = self.shared.deliveries().totals();
         let c = &self.shared.counters;
         StreamQos::measure(
             &ring,
+            deliveries,
             qos::Totals {
                 frames_in: c.frames_in.load(Ordering::Relaxed),
                 bytes_in: c.bytes_in.load(Ordering::Relaxed),
@@ -473,12 +486,17 @@ impl Subscriber {
         if self.evicted {
             return Err(RecvError::Evicted("fell behind too often".into()));
         }
-        let before = out.len();
+        let (before, position) = (out.len(), self.cursor.next);
         let (outcome, closed_and_drained) = {
             let ring = self.shared.read();
             let outcome = self.cursor.drain(&ring, &self.shared.config, out, max);
             (outcome, ring.closed && self.cursor.is_caught_up(&ring))
         };
+        let c = &self.cursor;
+        // Nothing to tell after an empty poll (most polls before a wait).
+        if out.len() > before || c.next != position {
+            self.slot.delivery.store(c.delivered_frames, c.delivered_bytes, c.next);
+        }
         match outcome {
             DrainOutcome::Ok => {}
             DrainOutcome::Skipped { dropped } => self.on_skip(dropped),
@@ -555,6 +573,8 @@ impl Subscriber {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
+        let c = &self.cursor;
+        self.shared.deliveries().leave(&self.slot, c.delivered_frames, c.delivered_bytes);
         self.shared.counters.subscribers.fetch_sub(1, Ordering::Relaxed);
         self.shared.emit(|| StreamEvent::SubscriberLeft { stream: self.shared.id.clone(), subscriber: self.id });
     }

@@ -2,6 +2,7 @@
 
 use crate::frame::{FrameType, Timebase};
 
+use super::delivery::DeliveryTotals;
 use super::ring::Ring;
 
 /// The media-time window bitrate and frame rate are measured over.
@@ -24,6 +25,11 @@ pub(super) struct Totals {
 /// Rates are measured over the last two seconds of *media* time in the
 /// buffer (decode timestamps), not wall-clock time, so they describe the
 /// stream rather than the network's burstiness, and need no clock.
+///
+/// Delivery figures (`frames_out`, `bytes_out`, the lag) are not counted as
+/// frames go out: each subscriber keeps its own totals and position where
+/// the snapshot reads them, so taking one costs a pass over the
+/// subscribers, and delivering costs no shared counter.
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct StreamQos {
@@ -48,6 +54,20 @@ pub struct StreamQos {
     /// Times the publisher's timestamps jumped and the timeline was
     /// corrected (see [`crate::timestamps`]).
     pub timestamp_corrections: u64,
+    /// Frames (configuration frames included) delivered to subscribers,
+    /// past and present (players and the HLS packager alike).
+    pub frames_out: u64,
+    /// Payload bytes of those frames (container and protocol overhead not
+    /// included, like `bytes_in`).
+    pub bytes_out: u64,
+    /// How many frames the subscriber furthest behind is behind the newest
+    /// frame (0 without subscribers).
+    pub max_lag_frames: u64,
+    /// The same lag in media time: the newest frame's decode time minus
+    /// that of the furthest-behind subscriber's next frame, in milliseconds
+    /// (0 without subscribers; at most the buffer's length for one whose
+    /// position fell out of the buffer).
+    pub max_lag_ms: i64,
     /// Frames held in the buffer.
     pub buffered_frames: usize,
     /// Payload bytes held in the buffer.
@@ -55,7 +75,7 @@ pub struct StreamQos {
 }
 
 impl StreamQos {
-    pub(super) fn measure(ring: &Ring, t: Totals) -> Self {
+    pub(super) fn measure(ring: &Ring, d: DeliveryTotals, t: Totals) -> Self {
         let mut bytes = 0u64;
         let mut video_frames = 0u32;
         let mut first_video_dts = None;
@@ -100,8 +120,25 @@ impl StreamQos {
             skipped_frames: t.skipped_frames,
             evictions: t.evictions,
             timestamp_corrections: t.timestamp_corrections,
+            frames_out: d.frames,
+            bytes_out: d.bytes,
+            max_lag_frames: d.laggard.map_or(0, |p| ring.head().saturating_sub(p)),
+            max_lag_ms: d.laggard.map_or(0, |p| lag_ms(ring, p)),
             buffered_frames: ring.len(),
             buffered_bytes: ring.bytes(),
         }
+    }
+}
+
+/// Media time between the newest frame and the first media frame at or
+/// after `position` (or after the oldest frame held, if it fell out).
+fn lag_ms(ring: &Ring, position: u64) -> i64 {
+    let head = ring.head();
+    let newest = (ring.base()..head).rev().filter_map(|seq| ring.get(seq)).find(|f| !f.is_config());
+    // Configuration frames carry no meaningful time; a few are skipped.
+    let next = (position.max(ring.base())..head).take(8).filter_map(|seq| ring.get(seq)).find(|f| !f.is_config());
+    match (newest, next) {
+        (Some(n), Some(p)) => (n.dts_in(Timebase::MILLIS) - p.dts_in(Timebase::MILLIS)).max(0),
+        _ => 0,
     }
 }

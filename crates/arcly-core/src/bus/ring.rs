@@ -36,6 +36,17 @@ pub(crate) struct SyncPoint {
     pub(crate) config: ConfigSet,
 }
 
+/// The head of the buffer: every drain reads both fields, so they share a
+/// cache line (the one the publisher writes on every push anyway).
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C, align(16))]
+struct Head {
+    /// Sequence number the next frame will get.
+    seq: u64,
+    /// Payload bytes of every frame pushed (before `seq`).
+    bytes: u64,
+}
+
 /// The publisher's side: frames in publish order, numbered from `base`.
 #[derive(Debug)]
 pub(crate) struct Ring {
@@ -45,8 +56,9 @@ pub(crate) struct Ring {
     first_chunk_seq: u64,
     /// Sequence number of the oldest frame held.
     base: u64,
-    /// Sequence number the next frame will get.
-    head: u64,
+    /// Sequence number the next frame will get, and the payload bytes
+    /// pushed before it.
+    head: Head,
     /// Sum of payload lengths of frames `base..head`.
     bytes: usize,
     max_frames: usize,
@@ -74,7 +86,7 @@ impl Ring {
             chunks: VecDeque::with_capacity(max_frames.min(4096) / CHUNK + 2),
             first_chunk_seq: 0,
             base: 0,
-            head: 0,
+            head: Head::default(),
             bytes: 0,
             max_frames,
             max_bytes: cfg.gop_cache_bytes.max(cfg.lag_limit_bytes),
@@ -92,17 +104,17 @@ impl Ring {
 
     /// Sequence number the next frame will get.
     pub(crate) fn head(&self) -> u64 {
-        self.head
+        self.head.seq
     }
 
-    #[cfg(test)]
+    /// Sequence number of the oldest frame held.
     pub(crate) fn base(&self) -> u64 {
         self.base
     }
 
     /// Frames held.
     pub(crate) fn len(&self) -> usize {
-        (self.head - self.base) as usize
+        (self.head.seq - self.base) as usize
     }
 
     /// Payload bytes held.
@@ -120,9 +132,20 @@ impl Ring {
         (&self.chunks[rel / CHUNK], rel % CHUNK)
     }
 
+    /// Payload bytes pushed before frame `seq`, which must be in
+    /// `base..=head`: at the head, the count next to it; else the prefix
+    /// stored in the frame's chunk.
+    pub(crate) fn bytes_before(&self, seq: u64) -> u64 {
+        if seq >= self.head.seq {
+            return self.head.bytes;
+        }
+        let (chunk, i) = self.locate(seq);
+        chunk.bytes_before(i)
+    }
+
     /// Frame `seq`, if it is held.
     pub(crate) fn get(&self, seq: u64) -> Option<&MediaFrame> {
-        if seq < self.base || seq >= self.head {
+        if seq < self.base || seq >= self.head.seq {
             return None;
         }
         let (chunk, i) = self.locate(seq);
@@ -131,13 +154,13 @@ impl Ring {
 
     /// The frames held, newest first.
     pub(crate) fn iter_rev(&self) -> impl Iterator<Item = &MediaFrame> + '_ {
-        (self.base..self.head).rev().filter_map(|seq| self.get(seq))
+        (self.base..self.head.seq).rev().filter_map(|seq| self.get(seq))
     }
 
     /// Appends a frame, then drops the oldest frames until both bounds hold
     /// again (the newest frame is always kept, whatever its size).
     pub(crate) fn push(&mut self, frame: MediaFrame) {
-        let seq = self.head;
+        let seq = self.head.seq;
         let ty = frame.frame_type();
         let len = frame.payload.len();
         self.codecs[ty.index()] = Some(frame.codec);
@@ -174,9 +197,10 @@ impl Ring {
             self.chunks.push_back(Arc::new(Chunk::new()));
         }
         if let Some(chunk) = self.chunks.back() {
-            chunk.set((seq % CHUNK as u64) as usize, frame);
+            chunk.set((seq % CHUNK as u64) as usize, frame, self.head.bytes);
         }
-        self.head += 1;
+        self.head.seq += 1;
+        self.head.bytes += len as u64;
         self.bytes += len;
         while self.len() > 1 && (self.len() > self.max_frames || self.bytes > self.max_bytes) {
             let old = self.get(self.base).map_or(0, |f| f.payload.len());
@@ -202,11 +226,16 @@ impl Ring {
     /// [`Ring::push`], so no frame falls between the cached GOP and live.
     pub(crate) fn join(&self, cfg: &BusConfig) -> Cursor {
         match self.cached_gop(cfg) {
-            Some(sync) => {
-                Cursor { next: sync.seq, joined_at: sync.seq, pending_config: sync.config.clone(), ..Cursor::default() }
-            }
+            Some(sync) => Cursor {
+                next: sync.seq,
+                next_bytes: self.bytes_before(sync.seq),
+                joined_at: sync.seq,
+                pending_config: sync.config.clone(),
+                ..Cursor::default()
+            },
             None => Cursor {
                 next: self.head(),
+                next_bytes: self.head.bytes,
                 joined_at: self.head(),
                 pending_config: self.config.clone(),
                 awaiting_sync: true,
@@ -248,6 +277,9 @@ const CONFIG_ORDER: [FrameType; 3] = [FrameType::Data, FrameType::Video, FrameTy
 pub(crate) struct Cursor {
     /// Sequence number of the next frame to read.
     pub(crate) next: u64,
+    /// Payload bytes the stream published before `next`, so a drain counts
+    /// the bytes it delivered without reading the chunks (see `drain`).
+    next_bytes: u64,
     /// `next` when the subscriber joined.
     joined_at: u64,
     /// Configuration to deliver before any frame.
@@ -260,6 +292,10 @@ pub(crate) struct Cursor {
     pub(crate) skipped_frames: u64,
     /// Skips, in total.
     pub(crate) skips: u64,
+    /// Frames and configuration frames appended to batches, in total.
+    pub(crate) delivered_frames: u64,
+    /// Their payload bytes.
+    pub(crate) delivered_bytes: u64,
 }
 
 /// What a drain found besides the frames it appended.
@@ -302,6 +338,8 @@ impl Cursor {
                 return outcome;
             }
             if let Some((_, cfg_frame)) = self.pending_config[ty.index()].take() {
+                self.delivered_frames += 1;
+                self.delivered_bytes += cfg_frame.payload.len() as u64;
                 out.push_single(cfg_frame);
                 room -= 1;
             }
@@ -318,12 +356,22 @@ impl Cursor {
                 // Configuration passes through a skip: it applies to the
                 // keyframe that ends it.
                 if !self.awaiting_sync || f.is_config() {
+                    self.delivered_frames += 1;
+                    self.delivered_bytes += f.payload.len() as u64;
                     out.push_slot(chunk, i);
                 } else {
                     self.skipped_frames += 1;
                 }
             }
-        } else {
+            self.next_bytes = ring.bytes_before(end);
+        } else if take > 0 {
+            // The run's bytes without looking at its frames: the count at
+            // the head is in the line `head` was read from; only a drain
+            // that stops short of the head reads a chunk's prefix.
+            let end_bytes = ring.bytes_before(end);
+            self.delivered_frames += take;
+            self.delivered_bytes += end_bytes - self.next_bytes;
+            self.next_bytes = end_bytes;
             ring.append_runs(self.next, end, out);
         }
         self.next = end;
@@ -365,6 +413,7 @@ impl Cursor {
             }
         }
         self.next = target;
+        self.next_bytes = ring.bytes_before(target);
         target - from - resent + superseded
     }
 

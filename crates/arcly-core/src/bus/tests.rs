@@ -151,6 +151,15 @@ proptest! {
             }
         }
         check_deliveries(&got.to_refs(), start, seq.max(start), sub.skipped_frames(), evicted);
+        // Delivery accounting (run bytes from the chunks' prefix sums)
+        // matches what was appended, whatever the skips.
+        let bytes: u64 = got.iter().map(|f| f.payload.len() as u64).sum();
+        prop_assert_eq!((sub.cursor.delivered_frames, sub.cursor.delivered_bytes), (got.len() as u64, bytes));
+        let q = handle.qos();
+        prop_assert_eq!((q.frames_out, q.bytes_out), (got.len() as u64, bytes));
+        drop(sub);
+        let q = handle.qos();
+        prop_assert_eq!((q.frames_out, q.bytes_out, q.max_lag_frames), (got.len() as u64, bytes, 0));
     }
 
     /// A subscriber that never polls changes nothing for one that does, and
@@ -280,6 +289,34 @@ fn eviction_is_counted_and_reported() {
     assert_eq!(kinds, ["joined", "skipped", "evicted"]);
     drop(sub);
     assert_eq!(handle.subscriber_count(), 0);
+}
+
+#[test]
+fn qos_counts_deliveries_and_the_worst_lag() {
+    let (publisher, handle) = stream(id(), BusConfig::default(), None);
+    publisher.publish(frame(0, Kind::VideoConfig, 10));
+    for n in 1..=10 {
+        publisher.publish(frame(n * 40, if n == 1 { Kind::Key } else { Kind::Delta }, 100));
+    }
+    let (mut fast, mut slow) = (handle.subscribe(), handle.subscribe());
+    let mut batch = Batch::new();
+    // The config and the cached GOP: 1 + 10 frames, 10 + 1000 bytes.
+    assert_eq!(fast.try_recv_batch(&mut batch, 100).unwrap(), 11);
+    assert_eq!(slow.try_recv_batch(&mut Batch::new(), 3).unwrap(), 3);
+    for n in 11..=20 {
+        publisher.publish(frame(n * 40, Kind::Delta, 100));
+    }
+    assert_eq!(fast.try_recv_batch(&mut batch, 100).unwrap(), 10);
+    let q = handle.qos();
+    assert_eq!((q.frames_out, q.bytes_out), (21 + 3, 2010 + 210));
+    // The slow one's next frame is frame 3 (pts 120); the newest is 800.
+    assert_eq!((q.max_lag_frames, q.max_lag_ms), (18, 680));
+    // A subscriber that leaves keeps its deliveries counted, once.
+    drop(slow);
+    let q = handle.qos();
+    assert_eq!((q.frames_out, q.bytes_out, q.max_lag_frames, q.max_lag_ms), (24, 2220, 0, 0));
+    drop(fast);
+    assert_eq!(handle.qos().frames_out, 24);
 }
 
 #[test]

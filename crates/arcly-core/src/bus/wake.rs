@@ -29,6 +29,8 @@ use std::sync::{
     atomic::{AtomicBool, Ordering},
 };
 
+use super::delivery::DeliveryCell;
+
 const SHARDS: usize = 16;
 
 /// How a subscriber holds its slot (a model-checked `Arc` under loom).
@@ -39,17 +41,23 @@ pub(crate) fn new_slot() -> SlotRef {
     Arc::new(WaitSlot::default())
 }
 
-/// One subscriber's registration.
+/// One subscriber's registration, in a cache line of its own (no false
+/// sharing with another subscriber's slot).
 #[derive(Debug)]
+#[repr(align(64))]
 pub(crate) struct WaitSlot {
     waker: Mutex<Option<Waker>>,
     /// True while the slot is in the set.
     queued: AtomicBool,
+    /// The subscriber's delivery figures (see [`super::delivery`]): in the
+    /// line the subscriber writes whenever it waits anyway, so storing them
+    /// costs no cache line of their own.
+    pub(crate) delivery: DeliveryCell,
 }
 
 impl Default for WaitSlot {
     fn default() -> Self {
-        Self { waker: Mutex::new(None), queued: AtomicBool::new(false) }
+        Self { waker: Mutex::new(None), queued: AtomicBool::new(false), delivery: DeliveryCell::default() }
     }
 }
 
@@ -205,6 +213,11 @@ mod tests {
         fn wake(self: Arc<Self>) {
             self.0.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    #[test]
+    fn a_slot_with_its_delivery_cell_is_one_cache_line() {
+        assert_eq!(size_of::<WaitSlot>(), 64);
     }
 
     #[test]
