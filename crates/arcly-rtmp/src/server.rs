@@ -357,7 +357,7 @@ impl Connection {
                     self.flush().await?;
                 }
                 got = recv(&mut player, &mut batch, max_frames), if player.is_some() && !paced => {
-                    let Some(p) = player.as_ref() else { continue };
+                    let Some(p) = player.as_mut() else { continue };
                     let stream_id = p.stream_id;
                     match got {
                         // Nothing but a publisher change: tell the player,
@@ -394,6 +394,8 @@ impl Connection {
                             batch.clear();
                             self.flush().await?;
                             paced = pacer.is_some();
+                            // Reports the time to first frame once; a branch after.
+                            p.play.frames_sent();
                         }
                         Err(RecvError::Closed(why)) => {
                             tracing::debug!(peer = %self.peer, reason = %why, "stream ended for player");
