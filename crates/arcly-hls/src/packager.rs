@@ -127,6 +127,9 @@ struct Generation {
     ts: Option<TsMuxer>,
     /// Wall clock and main-track decode time of the first frame.
     anchor: Option<(SystemTime, i64)>,
+    /// Wall clock when the timeline started: the anchor of frames first
+    /// written when it ends.
+    started: SystemTime,
     part_target_ticks: u64,
     segment_target_ticks: u64,
     segment_cap_ticks: u64,
@@ -170,6 +173,8 @@ struct OpenSegment {
     ts: BytesMut,
     part_ticks: u64,
     part_main_frames: usize,
+    /// The part's main frames the fMP4 writer took.
+    part_written: usize,
     part_independent: bool,
 }
 
@@ -478,7 +483,7 @@ impl Packager {
                 }
             });
         }
-        let Some(generation) = self.build_generation(&configs, &preroll) else {
+        let Some(generation) = self.build_generation(&configs, &preroll, now) else {
             tracing::debug!("hls: could not set up tracks; waiting for new configuration");
             return;
         };
@@ -488,7 +493,12 @@ impl Packager {
         }
     }
 
-    fn build_generation(&mut self, configs: &[MediaFrame], preroll: &[MediaFrame]) -> Option<Generation> {
+    fn build_generation(
+        &mut self,
+        configs: &[MediaFrame],
+        preroll: &[MediaFrame],
+        now: SystemTime,
+    ) -> Option<Generation> {
         let mut tracks = Vec::new();
         let mut fmp4_tracks = Vec::new();
         let mut ts_tracks = Vec::new();
@@ -563,6 +573,7 @@ impl Packager {
             fmp4,
             ts,
             anchor: None,
+            started: now,
             part_target_ticks: ticks(self.config.part_target).max(1),
             segment_target_ticks,
             segment_cap_ticks: ticks((self.config.segment_target * 6).max(Duration::from_secs(10))),
@@ -690,15 +701,19 @@ impl Packager {
                 ts,
                 part_ticks: 0,
                 part_main_frames: 0,
+                part_written: 0,
                 part_independent: false,
             });
         }
         let index = g.tracks[ti].index;
-        if let Some(w) = g.fmp4.as_mut()
-            && let Err(e) = w.push(index, &frame)
-        {
-            tracing::debug!(error = %e, "hls: fMP4 writer dropped a frame");
-        }
+        let written = match g.fmp4.as_mut().map(|w| w.push(index, &frame)) {
+            Some(Ok(())) => true,
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "hls: fMP4 writer dropped a frame");
+                false
+            }
+            None => false,
+        };
         let Some(open) = g.open.as_mut() else { return };
         if let Some(mux) = g.ts.as_mut()
             && let Err(e) = mux.write_frame(&frame, &mut open.ts)
@@ -713,6 +728,7 @@ impl Packager {
                 open.part_independent = sync;
             }
             open.part_main_frames += 1;
+            open.part_written += usize::from(written);
             open.part_ticks += u64::from(frame.duration);
             open.segment.ticks += u64::from(frame.duration);
             if open.part_ticks >= g.part_target_ticks {
@@ -722,25 +738,56 @@ impl Packager {
     }
 
     fn close_part(&mut self) {
+        self.close_part_with(false);
+    }
+
+    /// Completes the open part. With fMP4 a part is the fragment written
+    /// for it, so it never goes out empty: while the writer holds back the
+    /// part's frames (a frame's duration comes from the next frame's decode
+    /// time, and a zero duration, from a repeated one, is not known yet) the
+    /// part stays open and takes the next frames too; a part of frames the
+    /// writer refused is dropped. `finishing` (the timeline ends) writes
+    /// the held-back frames too.
+    fn close_part_with(&mut self, finishing: bool) {
         let Some(g) = self.generation.as_mut() else { return };
         let Some(open) = g.open.as_mut() else { return };
-        if open.part_main_frames == 0 && g.fmp4.as_ref().is_none_or(|w| w.pending_samples(0) == 0) {
-            return;
-        }
-        let data = g.fmp4.as_mut().map(FragmentWriter::flush_fragment_parts).unwrap_or_default();
-        if open.part_main_frames == 0 && data.is_empty() {
+        let data = match g.fmp4.as_mut() {
+            Some(w) if open.part_main_frames == 0 && w.pending_samples(0) == 0 => return,
+            Some(w) if finishing => w.finish_parts(),
+            Some(w) => w.flush_fragment_parts(),
+            // MPEG-TS only: a part is the main frames' duration.
+            None if open.part_main_frames > 0 => Vec::new(),
+            None => return,
+        };
+        if data.is_empty() && g.fmp4.is_some() {
+            if open.part_written == 0 {
+                open.part_ticks = 0;
+                open.part_main_frames = 0;
+                open.part_independent = false;
+            }
             return;
         }
         open.segment.parts.push(Part { ticks: open.part_ticks, independent: open.part_independent, data });
         open.part_ticks = 0;
         open.part_main_frames = 0;
+        open.part_written = 0;
         open.part_independent = false;
         self.version += 1;
     }
 
     fn close_segment(&mut self) {
-        self.close_part();
+        self.close_segment_with(false);
+    }
+
+    /// Completes the open segment, unless its last part is still held back
+    /// (see [`close_part_with`](Self::close_part_with)): then the segment
+    /// goes on until those frames are written.
+    fn close_segment_with(&mut self, finishing: bool) {
+        self.close_part_with(finishing);
         let Some(g) = self.generation.as_mut() else { return };
+        if g.open.as_ref().is_some_and(|o| o.part_main_frames > 0) {
+            return;
+        }
         let Some(open) = g.open.take() else { return };
         let mut segment = open.segment;
         if segment.parts.is_empty() {
@@ -785,11 +832,11 @@ impl Packager {
         }
         // Main track last, so its frame does not open a part after audio.
         held.sort_by_key(|(i, _)| usize::from(Some(*i) == self.generation.as_ref().map(|g| g.main)));
-        let now = self.generation.as_ref().and_then(|g| g.anchor).map_or(SystemTime::UNIX_EPOCH, |a| a.0);
+        let now = self.generation.as_ref().map_or(SystemTime::UNIX_EPOCH, |g| g.anchor.map_or(g.started, |a| a.0));
         for (i, f) in held {
             self.release(i, f, now);
         }
-        self.close_segment();
+        self.close_segment_with(true);
         self.generation = None;
     }
 

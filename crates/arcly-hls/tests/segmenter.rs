@@ -330,3 +330,66 @@ mod props {
         }
     }
 }
+
+/// An AAC frame at `sample` (48 kHz).
+fn aac(sample: i64) -> MediaFrame {
+    MediaFrame::new(arcly_core::frame::CodecId::Aac, bytes::Bytes::from_static(&[0x21, 0x10, 0x04, 0x60, 0x8c, 0x1c]))
+        .with_timestamps(sample, sample, arcly_core::frame::Timebase::sample_rate(48_000).unwrap())
+}
+
+/// Every part and segment a playlist lists, with the bytes served for it.
+fn listed(p: &Packager) -> Vec<(String, usize)> {
+    let text = p.media_playlist(PlaylistKind::LowLatency, false).expect("a playlist");
+    let lines = parse(&text);
+    let parts = tags(&lines, "EXT-X-PART").into_iter().map(|v| attrs(v)["URI"].clone());
+    let served = |bytes: Option<Vec<bytes::Bytes>>| bytes.map_or(0, |b| b.iter().map(bytes::Bytes::len).sum());
+    let mut out: Vec<(String, usize)> = parts.map(|u| (u.clone(), served(p.part(&u)))).collect();
+    out.extend(uris(&lines).into_iter().map(|u| (u.to_owned(), served(p.segment(PlaylistKind::LowLatency, u)))));
+    out
+}
+
+/// Found by the fuzz target hls_ingest: a timeline holding a single video
+/// frame (its duration unknown) ended with an empty part and segment, dated
+/// 1970.
+#[test]
+fn a_timeline_of_one_frame_is_written_and_dated() {
+    let (video, audio) = common::configs();
+    let key = MediaFrame::new(arcly_core::frame::CodecId::H264, bytes::Bytes::from_static(&[0, 0, 0, 2, 0x65, 0x88]))
+        .with_timestamps(3_600, 3_600, arcly_core::frame::Timebase::MPEG)
+        .with_flags(FrameFlags::KEYFRAME);
+    let mut p = run(big_window(), &[video, audio, aac(0), key]);
+    p.finish();
+    let listed = listed(&p);
+    assert_eq!(listed.iter().map(|(u, _)| u.as_str()).collect::<Vec<_>>(), ["part0.0.m4s", "seg0.m4s"]);
+    assert!(listed.iter().all(|(_, bytes)| *bytes > 0), "{listed:?}");
+    let text = p.media_playlist(PlaylistKind::LowLatency, false).unwrap();
+    let pdt = tag(&parse(&text), "EXT-X-PROGRAM-DATE-TIME").to_owned();
+    assert_eq!(pdt, "2023-11-14T22:13:20.000Z");
+}
+
+/// Found by the fuzz target hls_ingest: keyframes with one decode time (a
+/// zero duration) made a part with no bytes.
+#[test]
+fn frames_with_one_decode_time_make_no_empty_part() {
+    let (video, audio) = common::configs();
+    let mut frames = vec![video, audio, aac(0)];
+    for (i, dts) in [0, 0, 3_600, 3_600, 3_600, 7_200, 10_800, 10_800].into_iter().enumerate() {
+        let f = MediaFrame::new(arcly_core::frame::CodecId::H264, bytes::Bytes::from_static(&[0, 0, 0, 2, 0x65, 0x88]))
+            .with_timestamps(dts, dts, arcly_core::frame::Timebase::MPEG);
+        frames.push(if i % 2 == 0 { f.with_flags(FrameFlags::KEYFRAME) } else { f });
+    }
+    let config = HlsConfig {
+        part_target: Duration::from_millis(10),
+        segment_target: Duration::from_millis(100),
+        ..big_window()
+    };
+    let mut p = run(config, &frames);
+    let during = listed(&p);
+    assert!(during.iter().all(|(_, bytes)| *bytes > 0), "{during:?}");
+    p.finish();
+    let after = listed(&p);
+    assert!(after.iter().all(|(_, bytes)| *bytes > 0), "{after:?}");
+    // Every frame is in a segment.
+    let samples: usize = p.segments().iter().map(|s| s.parts.len()).sum();
+    assert!(samples > 0);
+}
