@@ -233,6 +233,8 @@ fn containers(seeds: &mut Seeds) -> Result<()> {
     seeds.add_cut("flv_read", "h264-aac-head", 0x0b, flv_head);
     seeds.add_cut("flv_read", "h264-aac-head-bytewise", 0x00, head(&flv, 1024));
     seeds.add("flv_roundtrip", "h264-aac-head", flv_head);
+    // From FLV (high bit): 200 ms segments of 100 ms parts, fMP4 only.
+    seeds.add_cut("hls_ingest", "flv-h264-aac-head", 0x80 | 0x40 | 0x08 | 0x01, head(&flv, 40 << 10));
     let enhanced = enhanced_flv()?;
     seeds.add_cut("flv_read", "enhanced", 0x07, &enhanced);
     seeds.add("flv_roundtrip", "enhanced", &enhanced);
@@ -244,6 +246,8 @@ fn containers(seeds: &mut Seeds) -> Result<()> {
         let slice = head(&ts, packets * 188);
         seeds.add_cut("ts_demux", name, 0x0c, slice);
         seeds.add("ts_roundtrip", name, slice);
+        // 300 ms segments of 40 ms parts, both formats; two keyframes.
+        seeds.add_cut("hls_ingest", name, 0x02, head(&ts, 2 * packets * 188));
     }
     Ok(())
 }

@@ -26,7 +26,7 @@ mod rtmp;
 pub mod split;
 
 pub use codec::{aac, annexb, av1, h264, h265, opus, vp9, vvc};
-pub use hls::{hls_packager, hls_params};
+pub use hls::{hls_ingest, hls_packager, hls_params};
 pub use kernel::{bus_ops, identity};
 pub use mux::{amf0, amf0_roundtrip, flv_read, flv_roundtrip, ts_demux, ts_roundtrip};
 pub use rtmp::{rtmp_chunk, rtmp_client, rtmp_handshake, rtmp_server};
@@ -59,4 +59,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("rtmp_client", rtmp_client),
     ("hls_params", hls_params),
     ("hls_packager", hls_packager),
+    ("hls_ingest", hls_ingest),
 ];

@@ -82,7 +82,9 @@ fn same_value(a: &Amf0Value, b: &Amf0Value) -> bool {
 
 /// The FLV reader on a stream cut into pieces (alternately copied and
 /// handed over as `Bytes`) gives the same tags and error as on the whole
-/// stream; every tag body goes through the body parsers. The seed byte
+/// stream, holds no more than one partial tag (or the file header) between
+/// pieces, and places errors inside the input; every tag body goes through
+/// the body parsers. The seed byte
 /// also picks the `PreviousTagSize` check and a small tag size limit.
 /// `arcly_mux::flv::fuzz_read` runs on the stream too (bare body parsers,
 /// each frame written and read back).
@@ -92,16 +94,18 @@ pub fn flv_read(data: &[u8]) {
     let whole = read_tags(seed, &[stream]);
     let pieces = read_tags(seed, &split::pieces(seed, stream));
     assert_eq!(whole, pieces, "cutting the input changed the tags");
-    for tag in whole.iter().flatten() {
-        let _ = tag.to_frame();
+    for tag in &whole {
+        match tag {
+            Ok(tag) => drop(tag.to_frame()),
+            Err(e) => assert!(e.offset.is_some_and(|at| at <= stream.len() as u64), "error outside the input: {e}"),
+        }
     }
 }
 
 fn read_tags(seed: u8, pieces: &[&[u8]]) -> Vec<Result<FlvTag, ProtocolError>> {
     let mut reader = FlvReader::new().with_previous_tag_size_check(seed & 0x80 == 0);
-    if seed & 0x40 != 0 {
-        reader = reader.with_max_tag_size(300);
-    }
+    let max_tag_size = if seed & 0x40 != 0 { 300 } else { flv::DEFAULT_MAX_TAG_SIZE };
+    reader = reader.with_max_tag_size(max_tag_size);
     let mut tags = Vec::new();
     for (i, piece) in pieces.iter().enumerate() {
         if i % 2 == 0 {
@@ -110,6 +114,10 @@ fn read_tags(seed: u8, pieces: &[&[u8]]) -> Vec<Result<FlvTag, ProtocolError>> {
             reader.push_bytes(Bytes::copy_from_slice(piece));
         }
         tags.extend(std::iter::from_fn(|| reader.next_tag()));
+        // A partial tag (header, body, PreviousTagSize), or before the first
+        // tag the file header with at most 1 MiB of padding.
+        let most = if reader.header().is_some() { 11 + max_tag_size + 4 } else { (1 << 20) + 4 };
+        assert!(reader.buffered() < most, "{} bytes held between pieces", reader.buffered());
     }
     tags
 }
@@ -147,12 +155,16 @@ pub fn flv_roundtrip(data: &[u8]) {
 }
 
 /// The MPEG-TS demuxer on a stream cut into pieces gives the same events
-/// (tables, frames, errors with their offsets) as on the whole stream.
+/// (tables, frames, errors with their offsets) as on the whole stream, and
+/// its errors are placed inside the input.
 pub fn ts_demux(data: &[u8]) {
     let (seed, stream) = split::seeded(data);
     let whole = demux(&[stream]);
     let pieces = demux(&split::pieces(seed, stream));
     assert_eq!(whole, pieces, "cutting the input changed the demuxer's events");
+    for e in whole.iter().filter_map(|e| e.as_ref().err()) {
+        assert!(e.offset.is_some_and(|at| at <= stream.len() as u64), "error outside the input: {e}");
+    }
 }
 
 fn demux(pieces: &[&[u8]]) -> Vec<Result<DemuxEvent, ProtocolError>> {

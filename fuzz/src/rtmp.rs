@@ -138,7 +138,8 @@ fn answer(digest: bool, pieces: &[&[u8]]) -> Answered {
 
 /// The chunk decoder:
 /// - on the input, whole and cut into pieces: the same messages and error
-///   (tight limits when the seed's high bit is set, to reach them);
+///   (tight limits when the seed's high bit is set, to reach them), and no
+///   more than one partial chunk held between pieces;
 /// - when the seed's bit 6 is set, messages made from the input (chunk
 ///   streams of all three header sizes, message streams, timestamps with
 ///   deltas, jumps, backward steps and extended values, bodies in parts)
@@ -178,6 +179,8 @@ fn decode(limits: &DecoderLimits, pieces: &[&[u8]]) -> (Vec<RawMessage>, Option<
                 Err(e) => return (messages, Some(e)),
             }
         }
+        // Basic header (3), message header (11), extended timestamp (4).
+        assert!(decoder.pending() < 18 + decoder.chunk_size(), "{} bytes held between pieces", decoder.pending());
         let _ = decoder.take_ack();
     }
     (messages, None)

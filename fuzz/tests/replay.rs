@@ -63,7 +63,7 @@ macro_rules! replay_tests {
 replay_tests! {
     identity bus_ops annexb h264 h265 av1 vp9 vvc aac opus
     amf0 amf0_roundtrip flv_read flv_roundtrip ts_demux ts_roundtrip
-    rtmp_handshake rtmp_chunk rtmp_server rtmp_client hls_params hls_packager
+    rtmp_handshake rtmp_chunk rtmp_server rtmp_client hls_params hls_packager hls_ingest
 }
 
 /// The names of the `.rs` files in `fuzz_targets/`, or of the folders in
