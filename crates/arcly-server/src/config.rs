@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::auth::{AuditConfig, AuthConfig, AuthMode, KeyConfig};
 
+pub use crate::metrics::MetricsConfig;
 pub use crate::record::RecordSettings;
 
 /// The environment variables [`Config::apply_env`] reads, with the key each
@@ -80,6 +81,8 @@ pub struct Config {
     pub rtmp: RtmpConfig,
     /// The HTTP listener (HLS, HTTP-FLV, API, player).
     pub http: HttpConfig,
+    /// Prometheus metrics (`GET /metrics`).
+    pub metrics: MetricsConfig,
     /// HLS and LL-HLS packaging.
     pub hls: HlsSettings,
     /// Authorization of publishers and players.
@@ -102,6 +105,7 @@ impl Default for Config {
             idle_timeout_secs: 30,
             rtmp: RtmpConfig::default(),
             http: HttpConfig::default(),
+            metrics: MetricsConfig::default(),
             hls: HlsSettings::default(),
             auth: AuthConfig::default(),
             audit: AuditConfig::default(),
@@ -385,6 +389,7 @@ impl Config {
         if h.flv_write_timeout_ms == 0 {
             return Err(err("http.flv_write_timeout_ms", "must be more than 0"));
         }
+        self.metrics.validate(&[self.rtmp.listen, self.http.listen])?;
         let s = &self.hls;
         if !(100..=60_000).contains(&s.segment_target_ms) {
             return Err(err("hls.segment_target_ms", "must be between 100 and 60000"));

@@ -154,7 +154,9 @@ async fn pump(
         batch.clear();
         if !parts.is_empty() {
             match tokio::time::timeout(timeout, tx.send(parts)).await {
-                Ok(Ok(())) => {}
+                // Handed to the response: the time to first frame is
+                // reported once.
+                Ok(Ok(())) => play.frames_sent(),
                 Ok(Err(_)) => break "client left".to_owned(),
                 Err(_) => {
                     let why = format!("http-flv player did not read for {timeout:?}");

@@ -7,6 +7,7 @@
 //! | `GET /api/v1/streams` | live streams as JSON ([`crate::api`]) |
 //! | `GET /api/v1/streams/{app}/{key}` | one stream, 404 if not live |
 //! | `GET /api/v1/stats` | connections opened, open, closed and refused, by protocol and reason ([`crate::api`]) |
+//! | `GET /metrics` | Prometheus metrics ([`crate::metrics`]; unless `[metrics]` disables it or moves it to a listener of its own) |
 //! | `GET /` | the web player ([`crate::player`]) |
 //! | `GET /healthz` | the engine's health checks; 503 when unhealthy |
 //! | `GET /readyz` | 200 once the listeners are bound, 503 when stopping |

@@ -11,6 +11,7 @@
 //!   classic HLS at `/live/{app}/{key}/ts/index.m3u8`, HTTP-FLV at
 //!   `/live/{app}/{key}.flv`, the stream
 //!   API at `/api/v1/streams`, connection counters at `/api/v1/stats`,
+//!   Prometheus metrics at `/metrics` (`arcly-metrics`),
 //!   `/healthz` and `/readyz`, with CORS for browser players, and the web
 //!   player at `/` (hls.js, embedded).
 //! - Both listeners limit connections in all and per IP address and close
@@ -29,6 +30,7 @@ mod flv;
 mod hls;
 mod http;
 mod listen;
+mod metrics;
 mod player;
 mod server;
 

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, ConfigError};
 use crate::http::{self, AppState};
 use crate::listen::{self, HttpLimits};
+use crate::metrics::Exporter;
 
 /// How long [`Server::wait`] lets HTTP connections finish after shutdown
 /// before dropping them.
@@ -33,7 +34,7 @@ pub enum StartError {
     Config(ConfigError),
     /// A listener could not be bound.
     Bind {
-        /// `"rtmp"` or `"http"`.
+        /// `"rtmp"`, `"http"` or `"metrics"`.
         listener: &'static str,
         /// The address.
         addr: SocketAddr,
@@ -64,6 +65,7 @@ pub struct Server {
     token: CancellationToken,
     engine_task: JoinHandle<arcly_core::Result<()>>,
     hls_task: Option<JoinHandle<()>>,
+    metrics: Option<Exporter>,
     recorder: Option<Recorder>,
     record_task: Option<JoinHandle<()>>,
     http_task: JoinHandle<std::io::Result<()>>,
@@ -121,6 +123,10 @@ impl Server {
             addr: config.http.listen,
             error,
         })?;
+        let protocols = [arcly_rtmp::PROTOCOL, listen::PROTOCOL];
+        let mut metrics = Exporter::bind(&config.metrics, &protocols)
+            .await
+            .map_err(|(addr, error)| StartError::Bind { listener: "metrics", addr, error })?;
 
         // Every listener reports its connections to the counters
         // (`GET /api/v1/stats`).
@@ -129,7 +135,7 @@ impl Server {
         counters.register(listen::PROTOCOL);
         let mut builder = Engine::builder()
             .max_publishers(config.max_publishers)
-            .observer(counters.clone())
+            .observer(Exporter::engine_observer(metrics.as_ref(), counters.clone()))
             .authenticator(authenticator)
             .idle_timeout((config.idle_timeout_secs > 0).then(|| Duration::from_secs(config.idle_timeout_secs)))
             .inbound(Arc::new(rtmp));
@@ -164,7 +170,10 @@ impl Server {
             tokio::spawn(async move { engine.run(token).await })
         };
         let http_task = {
-            let router = http::router(state);
+            let mut router = http::router(state);
+            if let Some(m) = metrics.as_mut() {
+                router = m.start(&engine, router, &token);
+            }
             let limits = HttpLimits {
                 max_connections: config.http.max_connections,
                 max_connections_per_ip: config.http.max_connections_per_ip,
@@ -182,6 +191,7 @@ impl Server {
             token,
             engine_task,
             hls_task,
+            metrics,
             recorder,
             record_task,
             http_task,
@@ -202,6 +212,17 @@ impl Server {
     /// The recorder, when `[record]` is enabled (its counters, for metrics).
     pub fn recorder(&self) -> Option<&Recorder> {
         self.recorder.as_ref()
+    }
+
+    /// The Prometheus metrics, unless `[metrics] enabled = false`.
+    pub fn metrics(&self) -> Option<&arcly_metrics::PrometheusObserver> {
+        self.metrics.as_ref().map(|m| &*m.observer)
+    }
+
+    /// The address `/metrics` has a listener of its own on (`[metrics]
+    /// listen`), if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|m| m.addr)
     }
 
     /// The address the RTMP listener is bound to.
@@ -236,7 +257,7 @@ impl Server {
     /// [`Server::shutdown`], or after either fails), giving HTTP connections
     /// a few seconds to finish. Returns the first error.
     pub async fn wait(self) -> Result<(), String> {
-        let Self { engine, token, engine_task, hls_task, record_task, mut http_task, .. } = self;
+        let Self { engine, token, engine_task, hls_task, metrics, record_task, mut http_task, .. } = self;
         let engine_result = match engine_task.await {
             Ok(r) => r.map_err(|e| format!("engine stopped: {e}")),
             Err(e) => Err(format!("engine task failed: {e}")),
@@ -257,6 +278,9 @@ impl Server {
             && tokio::time::timeout(HTTP_DRAIN, &mut task).await.is_err()
         {
             task.abort();
+        }
+        if let Some(m) = metrics {
+            m.wait(HTTP_DRAIN).await;
         }
         // Recordings close their open file and end their playlist.
         if let Some(mut task) = record_task

@@ -5,6 +5,9 @@
 //! - [`ffprobe`], [`ffprobe_packets`], [`ffmpeg_errors`]: ffmpeg's tools as
 //!   the reference peer. A missing tool fails the test with the Debian
 //!   package to install; tests never skip silently.
+//! - [`promtool_check_metrics`]: Prometheus's own checker of a metrics
+//!   exposition (Debian package `prometheus`), failing like the others
+//!   when missing.
 //! - [`ivf`]: frames of an IVF file (AV1, VP9 test streams).
 //! - [`peer`]: real peers (ffmpeg, rtmpdump, GStreamer) as child processes
 //!   of async tests.
@@ -128,6 +131,34 @@ pub fn ffmpeg_errors(path: &Path) -> String {
         text.push_str(&format!("\nffmpeg exited with {}", out.status));
     }
     text
+}
+
+/// What `promtool check metrics` says about a metrics exposition (the
+/// Prometheus text format, given on its standard input): `Ok(())` when it
+/// finds no problem, else its output (parse errors and lint problems such
+/// as a counter without `_total` or a name with a non-base unit).
+///
+/// # Panics
+/// If promtool is missing: install the Debian package `prometheus`
+/// (`cargo xtask ci` does, as root).
+pub fn promtool_check_metrics(text: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run `promtool` ({e}): install the Debian package `prometheus` (cargo xtask ci does this as root)")
+        });
+    let mut stdin = child.stdin.take().expect("stdin piped");
+    stdin.write_all(text.as_bytes()).expect("write to promtool");
+    drop(stdin);
+    let out = child.wait_with_output().expect("wait for promtool");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if out.status.success() && said.trim().is_empty() { Ok(()) } else { Err(format!("{}\n{said}", out.status)) }
 }
 
 /// Reading IVF files (the AV1 and VP9 test streams).
