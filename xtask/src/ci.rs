@@ -80,6 +80,7 @@ fn peers(root: &Path) -> Result<()> {
         (&["nginx", "-v"], "nginx-light"),
         (&["test", "-f", "/usr/lib/nginx/modules/ngx_rtmp_module.so"], "libnginx-mod-rtmp"),
         (&["test", "-x", "/usr/bin/chromium"], "chromium"),
+        (&["promtool", "--version"], "prometheus"),
     ];
     let present = |probe: &[&str]| {
         Command::new(probe[0])
@@ -94,7 +95,7 @@ fn peers(root: &Path) -> Result<()> {
     packages.dedup();
     if packages.is_empty() {
         println!(
-            "peers present: ffmpeg, ffprobe, rtmpdump, GStreamer (rtmp2, flv, libav), nginx with the RTMP module, chromium"
+            "peers present: ffmpeg, ffprobe, rtmpdump, GStreamer (rtmp2, flv, libav), nginx with the RTMP module, chromium, promtool"
         );
         return Ok(());
     }
