@@ -7,8 +7,7 @@
 //! [`WaitSlot`](super::wake::WaitSlot), the cache line it writes whenever
 //! it waits for frames anyway and that no other subscriber shares: delivery
 //! costs no atomic read-modify-write, no line shared between subscribers
-//! and no extra line per subscriber (a line of its own measurably slowed
-//! fan-out to 10 000 subscribers). The stream lists the live slots in
+//! and no allocation of its own. The stream lists the live slots in
 //! [`Deliveries`] (locked once when a subscriber joins, once when it leaves,
 //! once per read); a leaving subscriber's totals are added to the departed
 //! totals under the same lock, so a sum never counts one twice or drops
