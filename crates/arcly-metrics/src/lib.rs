@@ -288,6 +288,14 @@ impl PrometheusObserver {
         Self { registry, events, shared }
     }
 
+    /// Adds `collector`'s metrics to this observer's registry, read at each
+    /// scrape: how a host exports figures of its own services (a recorder,
+    /// a relay) next to the engine's, without a second registry.
+    pub fn with_collector(mut self, collector: Box<dyn Collector>) -> Self {
+        self.registry.register_collector(collector);
+        self
+    }
+
     /// Reads `engine`'s live streams at each scrape from now on (replacing
     /// an engine watched before). The observer holds a [`WeakEngine`], so
     /// an engine holding this observer is not kept alive by it.

@@ -6,18 +6,23 @@
 //! OpenMetrics when the request's `Accept` asks for
 //! `application/openmetrics-text`, as Prometheus does.
 
+use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arcly_core::engine::Engine;
 use arcly_core::observe::{ConnectionCounters, Observer, Observers};
 use arcly_metrics::PrometheusObserver;
+use arcly_record::Recorder;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -91,11 +96,12 @@ impl Exporter {
     pub(crate) async fn bind(
         config: &MetricsConfig,
         protocols: &[&'static str],
+        recorder: RecorderSlot,
     ) -> Result<Option<Self>, (SocketAddr, std::io::Error)> {
         if !config.enabled {
             return Ok(None);
         }
-        let observer = Arc::new(PrometheusObserver::new());
+        let observer = Arc::new(PrometheusObserver::new().with_collector(Box::new(RecorderCollector(recorder))));
         protocols.iter().for_each(|p| observer.register_protocol(p));
         let (listener, addr) = match config.listen {
             Some(addr) => {
@@ -139,5 +145,40 @@ impl Exporter {
         {
             task.abort();
         }
+    }
+}
+
+/// The recorder, once the server has made it (after the engine, which
+/// needs the metrics first).
+pub(crate) type RecorderSlot = Arc<OnceLock<Recorder>>;
+
+/// The recorder's counters at scrape time (`arcly_recorder_*`): a storage
+/// error shows as `write_errors` as well as in the log and `/healthz`.
+#[derive(Debug)]
+struct RecorderCollector(RecorderSlot);
+
+impl Collector for RecorderCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
+        let Some(recorder) = self.0.get() else { return Ok(()) };
+        let s = recorder.stats();
+        let gauge = i64::try_from(s.recordings_active).unwrap_or(i64::MAX);
+        encoder
+            .encode_descriptor("recorder_recordings_active", "Recordings running now", None, MetricType::Gauge)?
+            .encode_gauge(&gauge)?;
+        let counters: [(&str, &str, u64); 7] = [
+            ("recorder_recordings_started", "Recordings started (incl. restarts after an error)", s.recordings_started),
+            ("recorder_files_opened", "Recording files opened", s.files_opened),
+            ("recorder_files_closed", "Recording files closed", s.files_closed),
+            ("recorder_bytes_written", "Bytes written to recordings", s.bytes_written),
+            ("recorder_write_errors", "Storage errors that stopped a recording", s.write_errors),
+            ("recorder_gaps", "Gaps: the recorder fell behind its stream", s.gaps),
+            ("recorder_frames_refused", "Frames a recording could not take", s.frames_refused),
+        ];
+        for (name, help, value) in counters {
+            encoder
+                .encode_descriptor(name, help, None, MetricType::Counter)?
+                .encode_counter::<NoLabelSet, _, u64>(&value, None)?;
+        }
+        Ok(())
     }
 }

@@ -124,7 +124,8 @@ impl Server {
             error,
         })?;
         let protocols = [arcly_rtmp::PROTOCOL, listen::PROTOCOL];
-        let mut metrics = Exporter::bind(&config.metrics, &protocols)
+        let recorder_slot = crate::metrics::RecorderSlot::default();
+        let mut metrics = Exporter::bind(&config.metrics, &protocols, recorder_slot.clone())
             .await
             .map_err(|(addr, error)| StartError::Bind { listener: "metrics", addr, error })?;
 
@@ -147,6 +148,9 @@ impl Server {
         }
         let engine = builder.try_build().map_err(|e| StartError::Config(ConfigError(format!("app: {e}"))))?;
         let recorder = config.record.recorder(&engine).map_err(StartError::Config)?;
+        if let Some(r) = &recorder {
+            let _ = recorder_slot.set(r.clone());
+        }
 
         let token = CancellationToken::new();
         let ready = Arc::new(AtomicBool::new(false));

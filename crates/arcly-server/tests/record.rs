@@ -272,6 +272,17 @@ impl Binary {
         self.log.lock().unwrap().iter().find(|l| l.contains(needle)).cloned()
     }
 
+    /// `GET /metrics`: the value of an unlabelled sample.
+    async fn metric(&self, name: &str) -> Option<f64> {
+        let mut s = TcpStream::connect(&self.http).await.unwrap();
+        let head = format!("GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.http);
+        s.write_all(head.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await.unwrap();
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        arcly_metrics::sample(&text, name, "")
+    }
+
     /// `GET /healthz`: the status of the `recorder` check and its detail.
     async fn recorder_health(&self) -> (String, String) {
         let mut s = TcpStream::connect(&self.http).await.unwrap();
@@ -467,6 +478,8 @@ async fn a_write_failure_stops_the_recording_not_the_live_stream() {
     let line = arcly.logged("recording stopped by a storage error").expect("an error line in the log");
     assert!(line.contains("live/wf") && line.contains("ERROR"), "{line}");
     eprintln!("detected {:?} after the failure: {line}", broken_at.elapsed());
+    let errors = arcly.metric("arcly_recorder_write_errors_total").await;
+    assert!(errors.is_some_and(|n| n >= 1.0), "the metric counts the failure: {errors:?}");
 
     // The storage comes back: the recording resumes at a retry (after 1,
     // 2, 4, 8 s: failures in a row double the wait).
