@@ -719,6 +719,12 @@ impl Packager {
             && let Err(e) = mux.write_frame(&frame, &mut open.ts)
         {
             tracing::debug!(error = %e, "hls: MPEG-TS muxer dropped a frame");
+            // A segment opened by a keyframe gets its PAT and PMT with that
+            // frame; if the muxer refused it, write them now, so that the
+            // segment is a TS file even if no frame of it gets written.
+            if open.ts.is_empty() {
+                mux.write_psi(&mut open.ts);
+            }
         }
         if frame.frame_type() == FrameType::Video {
             open.segment.video_frames += 1;

@@ -393,3 +393,30 @@ fn frames_with_one_decode_time_make_no_empty_part() {
     let samples: usize = p.segments().iter().map(|s| s.parts.len()).sum();
     assert!(samples > 0);
 }
+
+/// Found by the fuzz target hls_ingest: with MPEG-TS only, a segment whose
+/// frames the TS muxer refused (an H.264 length prefix running past the
+/// payload) was listed with no bytes at all.
+#[test]
+fn a_segment_of_refused_frames_is_still_a_ts_file() {
+    let (video, _) = common::configs();
+    let h264 = |payload: &'static [u8], dts: i64| {
+        MediaFrame::new(arcly_core::frame::CodecId::H264, bytes::Bytes::from_static(payload)).with_timestamps(
+            dts,
+            dts,
+            arcly_core::frame::Timebase::MPEG,
+        )
+    };
+    let broken = h264(&[0, 0, 0, 9, 0x65, 0x88], 0).with_flags(FrameFlags::KEYFRAME);
+    // 20 s later: a jump that starts a new timeline, closing the first.
+    let later = h264(&[0, 0, 0, 2, 0x41, 0x9a], 1_800_000);
+    let config = HlsConfig { fmp4: false, ..big_window() };
+    let p = run(config, &[video, broken, later]);
+    let text = p.media_playlist(PlaylistKind::Ts, false).expect("a TS playlist");
+    let segments = uris(&parse(&text)).into_iter().map(str::to_owned).collect::<Vec<_>>();
+    assert!(!segments.is_empty(), "{text}");
+    for uri in segments {
+        let bytes: usize = p.segment(PlaylistKind::Ts, &uri).map_or(0, |b| b.iter().map(bytes::Bytes::len).sum());
+        assert!(bytes > 0 && bytes.is_multiple_of(188), "{uri}: {bytes} bytes");
+    }
+}
